@@ -1,0 +1,124 @@
+//! A released connection's transport, until it is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use qc_stream::{Counters, ReleasedDesc};
+use qcs::{codes, Transport};
+use quiche::{RecvInfo, Shutdown};
+
+use crate::{Error, Transmit};
+
+/// The transport of a released connection. It keeps acknowledging packets, refuses new request streams
+/// with H3_REQUEST_REJECTED (HAProxy #2067), and sends CONNECTION_CLOSE (H3_NO_ERROR) once every released
+/// descriptor is drained. Drop it when [`Closing::is_closed`] says so.
+pub struct Closing {
+    // Dropped first: whatever the transport still holds returns to the budget before the descriptors go.
+    conn: Transport,
+    descs: Vec<ReleasedDesc>,
+    counters: Arc<Counters>,
+    close_sent: bool,
+}
+
+impl Closing {
+    pub(crate) fn new(conn: Transport, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
+        counters.closing.inc();
+        let mut closing = Closing { conn, descs, counters, close_sent: false };
+        closing.maybe_close();
+        closing
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<usize, Error> {
+        let res = self.conn.recv(buf, RecvInfo { from, to });
+        self.refuse_streams();
+        self.maybe_close();
+        match res {
+            Ok(n) => Ok(n),
+            Err(quiche::Error::Done) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the next datagram to send, if any.
+    pub fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        self.maybe_close();
+        match self.conn.send(out) {
+            Ok((len, info)) => Some(Transmit { len, to: info.to, from: info.from }),
+            Err(_) => None,
+        }
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        self.conn.timeout().map(|d| now + d)
+    }
+
+    /// Fires the transport's timers.
+    pub fn handle_timeout(&mut self, _now: Instant) {
+        self.conn.on_timeout();
+        self.maybe_close();
+    }
+
+    /// True when the transport is closed: drop this.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Bytes the released descriptors still wait for (sent, not acknowledged).
+    pub fn outstanding(&self) -> usize {
+        self.descs.iter().map(ReleasedDesc::outstanding).sum()
+    }
+
+    /// The transport, for statistics.
+    pub fn transport(&self) -> &Transport {
+        &self.conn
+    }
+
+    fn maybe_close(&mut self) {
+        self.descs.retain(|d| !d.is_done());
+        if self.descs.is_empty() && !self.close_sent {
+            // Err(Done) means the transport is already closing: nothing to add.
+            let _ = self.conn.close(true, codes::H3_NO_ERROR, b"");
+            self.close_sent = true;
+        }
+    }
+
+    fn refuse_streams(&mut self) {
+        let readable: Vec<u64> = self.conn.readable().collect();
+        let mut scratch = [0u8; 4096];
+        for id in readable {
+            if id % 4 == 0 {
+                let _ = self.conn.stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
+                let _ = self.conn.stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+            } else {
+                // The HTTP/3 state is gone: unidirectional stream bytes are read and dropped.
+                while matches!(self.conn.stream_recv(id, &mut scratch), Ok((n, _)) if n > 0) {}
+            }
+        }
+    }
+}
+
+impl Drop for Closing {
+    // Accounting only.
+    fn drop(&mut self) {
+        self.counters.closing.dec();
+    }
+}
+
+impl std::fmt::Debug for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closing")
+            .field("trace_id", &self.conn.trace_id())
+            .field("descs", &self.descs.len())
+            .field("close_sent", &self.close_sent)
+            .finish()
+    }
+}

@@ -1,0 +1,654 @@
+//! One HTTP/3 server connection.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use bytes::Bytes;
+use qc_stream::{Counters, RoomSink, TxBudget, TxBufFactory};
+use qcs::{codes, BodyRead, Flush, ResponseHead, Stream, StreamError, Transport};
+use quiche::h3::{self, Header};
+use quiche::{ConnectionId, RecvInfo, Shutdown};
+
+use crate::table::StreamTable;
+use crate::wakeup::{Wakeup, Waker};
+use crate::{AbortCause, Closing, Error, Event, Limits, ServerConfig};
+
+/// A datagram to send, written into the caller's buffer by `poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Bytes written.
+    pub len: usize,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Local address to send from.
+    pub from: SocketAddr,
+}
+
+/// What `send_body` did with the bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendBody {
+    /// Queued; they go out with the next `poll_transmit`.
+    Queued,
+    /// The connection's Tx budget is full: the bytes come back. Try again after `Event::Writable`.
+    Blocked(Bytes),
+}
+
+/// What a released connection leaves behind.
+#[must_use = "the closing transport must be driven until it is closed"]
+pub struct Released {
+    /// The transport, closing: drive it until `is_closed`, then drop it.
+    pub closing: Closing,
+    /// Streams that were still open, with their upper handles: the upper side drops what serves them.
+    pub orphans: Vec<(u64, Option<u64>)>,
+}
+
+/// Counts the connection and catches a drop that bypassed `release`.
+struct LiveToken {
+    counters: Arc<Counters>,
+    released: bool,
+}
+
+impl Drop for LiveToken {
+    // Accounting only.
+    fn drop(&mut self) {
+        self.counters.connections.dec();
+        if !self.released && !std::thread::panicking() {
+            self.counters.out_of_order("connection dropped without release");
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Timers {
+    handshake: Option<Instant>,
+    /// No request in progress since then (keep-alive).
+    idle_since: Option<Instant>,
+}
+
+/// One HTTP/3 server connection: the transport, the stream table, wait lists, timers and wake-ups.
+///
+/// Drive it like quinn-proto: feed input with `handle_datagram` / `handle_timeout`, then drain
+/// `poll_transmit` until `None`, then `poll_event` until `None`, then arm a timer at `poll_timeout`.
+/// After `Event::Dead`, call [`Connection::release`]: it is the only way a connection ends.
+pub struct Connection {
+    live: LiveToken,
+    streams: StreamTable,
+    /// Request streams with bytes but no complete header section yet, and when they were first seen.
+    opening: BTreeMap<u64, Instant>,
+    timers: Timers,
+    wakeup: Arc<Wakeup>,
+    h3: Option<h3::Connection>,
+    h3_config: Arc<h3::Config>,
+    conn: Transport,
+    budget: TxBudget,
+    limits: Limits,
+    events: VecDeque<Event>,
+    goaway: Option<u64>,
+    close_requested: bool,
+    dead_reported: bool,
+}
+
+fn is_client_bidi(id: u64) -> bool {
+    id % 4 == 0
+}
+
+impl Connection {
+    /// Accepts a connection whose first Initial packet came from `peer` to `local`. `waker`, if any, is
+    /// how the connection asks the event loop to process it again (e.g. when Tx budget room appears).
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        config: &mut ServerConfig,
+        scid: &ConnectionId<'_>,
+        odcid: Option<&ConnectionId<'_>>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        counters: Arc<Counters>,
+        waker: Option<Arc<dyn Waker>>,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let conn = quiche::accept_with_buf_factory::<TxBufFactory>(scid, odcid, local, peer, &mut config.quic)?;
+        counters.connections.inc();
+        let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
+        let wakeup = Arc::new(Wakeup::new(waker));
+        let sink: Weak<dyn RoomSink> = Arc::downgrade(&wakeup) as Weak<dyn RoomSink>;
+        budget.attach_sink(sink);
+        Ok(Connection {
+            live: LiveToken { counters, released: false },
+            streams: StreamTable::default(),
+            opening: BTreeMap::new(),
+            timers: Timers { handshake: Some(now + config.limits.handshake_timeout), idle_since: None },
+            wakeup,
+            h3: None,
+            h3_config: config.h3.clone(),
+            conn,
+            budget,
+            limits: config.limits.clone(),
+            events: VecDeque::new(),
+            goaway: None,
+            close_requested: false,
+            dead_reported: false,
+        })
+    }
+
+    // ---- getters ----
+
+    /// The transport, for statistics and addresses.
+    pub fn transport(&self) -> &Transport {
+        &self.conn
+    }
+
+    /// True once the handshake completed.
+    pub fn is_established(&self) -> bool {
+        self.conn.is_established()
+    }
+
+    /// Request streams alive.
+    pub fn live_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Tx budget bytes in use on this connection.
+    pub fn tx_budget_in_use(&self) -> usize {
+        self.budget.in_use()
+    }
+
+    /// True when the connection has nothing more to do but be released.
+    pub fn is_dead(&self) -> bool {
+        self.conn.is_closed()
+            || self.conn.is_draining()
+            || self.close_requested
+            || (self.goaway.is_some() && self.streams.is_empty() && self.opening.is_empty())
+    }
+
+    /// The transport's own next timer, measured by quiche against the real monotonic clock.
+    pub fn transport_timeout(&self, now: Instant) -> Option<Instant> {
+        self.conn.timeout().map(|d| now + d)
+    }
+
+    /// When `handle_timeout` must run next.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let ours = [self.timers.handshake, self.http_request_deadline(), self.keep_alive_deadline()];
+        ours.into_iter().flatten().chain(self.transport_timeout(now)).min()
+    }
+
+    fn http_request_deadline(&self) -> Option<Instant> {
+        self.opening.values().min().map(|t| *t + self.limits.http_request_timeout)
+    }
+
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        if self.goaway.is_some() || self.h3.is_none() {
+            return None;
+        }
+        self.timers.idle_since.map(|t| t + self.limits.keep_alive_timeout)
+    }
+
+    // ---- input ----
+
+    /// Feeds one received datagram. Errors are the transport's verdict on it; the connection reports
+    /// `Event::Dead` if it cannot go on.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<usize, Error> {
+        let res = self.conn.recv(buf, RecvInfo { from, to });
+        self.process(now);
+        match res {
+            Ok(n) => Ok(n),
+            Err(quiche::Error::Done) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fires the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.on_timeout();
+        if self.timers.handshake.is_some_and(|t| t <= now) && !self.conn.is_established() {
+            tracing::debug!(conn = %self.conn.trace_id(), "handshake timeout");
+            self.timers.handshake = None;
+            self.close_with(false, 0x0, "handshake timeout");
+        }
+        if self.http_request_deadline().is_some_and(|t| t <= now) {
+            let limit = self.limits.http_request_timeout;
+            let expired: Vec<u64> = self.opening.iter().filter(|(_, t)| **t + limit <= now).map(|(id, _)| *id).collect();
+            for id in expired {
+                self.opening.remove(&id);
+                self.refuse(id);
+            }
+        }
+        if self.keep_alive_deadline().is_some_and(|t| t <= now) {
+            self.shutdown(now);
+        }
+        self.process(now);
+    }
+
+    fn process(&mut self, now: Instant) {
+        if self.h3.is_none() && (self.conn.is_established() || self.conn.is_in_early_data()) {
+            match h3::Connection::with_transport(&mut self.conn, &self.h3_config) {
+                Ok(h3) => self.h3 = Some(h3),
+                Err(e) => self.close_with(true, codes::wire_code(&e), "HTTP/3 setup failed"),
+            }
+        }
+        if self.conn.is_established() {
+            self.timers.handshake = None;
+        }
+        if self.h3.is_some() {
+            self.poll_h3();
+            self.track_opening(now);
+            self.check_stopped();
+            self.resume_rx();
+            // Credit may have come back with this input: blocked streams try again.
+            let flow = std::mem::take(&mut self.streams.wait.flow);
+            self.streams.wait.send.extend(flow);
+        }
+        self.handle_room();
+        self.streams.sweep_descs();
+        self.timers.idle_since = match (self.streams.is_empty() && self.opening.is_empty(), self.timers.idle_since) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now),
+            (false, _) => None,
+        };
+        self.report_dead();
+    }
+
+    fn poll_h3(&mut self) {
+        loop {
+            let Some(h3) = self.h3.as_mut() else { return };
+            match h3.poll(&mut self.conn) {
+                Ok((id, event)) => self.on_h3_event(id, event),
+                Err(h3::Error::Done) => return,
+                Err(e) => {
+                    tracing::debug!(conn = %self.conn.trace_id(), error = %e, "HTTP/3 connection error");
+                    self.close_with(true, codes::wire_code(&e), "HTTP/3 error");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_h3_event(&mut self, id: u64, event: h3::Event) {
+        match event {
+            h3::Event::Headers { list, more_frames } => self.on_headers(id, &list, more_frames),
+            h3::Event::Data => self.fill_rx(id),
+            h3::Event::Finished => {
+                let Some(stream) = self.streams.get_mut(id) else { return };
+                match stream.on_remote_fin() {
+                    Ok(()) => self.after_rx(id),
+                    Err(e) => self.fail_stream(id, e),
+                }
+            }
+            h3::Event::Reset(code) => {
+                if let Some(stream) = self.streams.get_mut(id) {
+                    stream.on_peer_reset();
+                    self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
+                }
+            }
+            h3::Event::PriorityUpdate => {
+                if let Some(h3) = self.h3.as_mut() {
+                    let _ = h3.take_last_priority_update(id);
+                }
+            }
+            h3::Event::GoAway => self.events.push_back(Event::GoAway),
+        }
+    }
+
+    fn on_headers(&mut self, id: u64, list: &[Header], more_frames: bool) {
+        if let Some(stream) = self.streams.get_mut(id) {
+            match stream.on_trailers(list) {
+                Ok(()) => self.after_rx(id),
+                Err(e) => self.fail_stream(id, e),
+            }
+            return;
+        }
+        self.opening.remove(&id);
+        if !is_client_bidi(id) || self.goaway.is_some_and(|g| id >= g) {
+            self.refuse(id);
+            return;
+        }
+        let mut stream = Stream::new(id, &self.budget, self.limits.stream_rx_buf);
+        let parsed = stream.on_request_headers(list, more_frames);
+        self.streams.insert(stream);
+        match parsed {
+            Ok(head) => self.events.push_back(Event::Request { stream: id, head, end: !more_frames }),
+            Err(e) => {
+                // The upper side never saw this request: release it without an event.
+                tracing::debug!(conn = %self.conn.trace_id(), stream = id, error = %e, "malformed request");
+                self.streams.release(id, &mut self.conn, codes::H3_MESSAGE_ERROR);
+            }
+        }
+    }
+
+    fn fill_rx(&mut self, id: u64) {
+        let (Some(h3), Some(stream)) = (self.h3.as_mut(), self.streams.get_mut(id)) else { return };
+        match stream.fill_rx(h3, &mut self.conn) {
+            Ok(_) => self.after_rx(id),
+            Err(e) => self.fail_stream(id, e),
+        }
+    }
+
+    /// After the Rx side moved: keep the recv list and the readable event up to date.
+    fn after_rx(&mut self, id: u64) {
+        let Some(stream) = self.streams.get_mut(id) else { return };
+        let (blocked, readable) = (stream.rx_blocked(), stream.take_readable());
+        if blocked {
+            self.streams.wait.recv.insert(id);
+        } else {
+            self.streams.wait.recv.remove(&id);
+        }
+        if readable {
+            self.events.push_back(Event::Readable { stream: id });
+        }
+    }
+
+    fn resume_rx(&mut self) {
+        let waiting: Vec<u64> = self.streams.wait.recv.iter().copied().collect();
+        for id in waiting {
+            if self.streams.get_mut(id).is_some_and(|s| s.wants_rx()) {
+                self.fill_rx(id);
+            }
+        }
+    }
+
+    /// Streams with bytes in the transport but no request yet are "opening": the http-request timer
+    /// watches them.
+    fn track_opening(&mut self, now: Instant) {
+        let readable: Vec<u64> = self.conn.readable().filter(|id| is_client_bidi(*id)).collect();
+        for id in readable {
+            if !self.streams.contains(id) {
+                if self.goaway.is_some_and(|g| id >= g) {
+                    self.refuse(id);
+                } else {
+                    self.opening.entry(id).or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// quiche reports STOP_SENDING on the next write: look at every stream whose response is not done.
+    fn check_stopped(&mut self) {
+        for id in self.streams.ids() {
+            let Some(stream) = self.streams.get_mut(id) else { continue };
+            if stream.response_done() {
+                continue;
+            }
+            if let Some(code) = stream.check_stopped(&mut self.conn) {
+                self.end_stream(id, Some(AbortCause::PeerStopSending(code)), codes::H3_REQUEST_CANCELLED);
+            }
+        }
+    }
+
+    fn handle_room(&mut self) {
+        if self.wakeup.take_room() {
+            for id in std::mem::take(&mut self.streams.wait.budget) {
+                self.events.push_back(Event::Writable { stream: id });
+            }
+        }
+    }
+
+    /// Refuses a stream the connection will not serve (after GOAWAY, or a timed-out request head).
+    fn refuse(&mut self, id: u64) {
+        let _ = self.conn.stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
+        let _ = self.conn.stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+    }
+
+    fn fail_stream(&mut self, id: u64, error: StreamError) {
+        match error.stream_code() {
+            Some(code) => {
+                let cause = match error {
+                    StreamError::Malformed(what) => AbortCause::Malformed(what),
+                    StreamError::Stopped(c) => AbortCause::PeerStopSending(c),
+                    StreamError::PeerReset(c) => AbortCause::PeerReset(c),
+                    StreamError::Connection(_) => unreachable!("connection errors have no stream code"),
+                };
+                let code = if matches!(cause, AbortCause::Malformed(_)) { codes::H3_MESSAGE_ERROR } else { code };
+                self.end_stream(id, Some(cause), code);
+            }
+            None => {
+                let wire = match &error {
+                    StreamError::Connection(e) => codes::wire_code(e),
+                    _ => codes::H3_INTERNAL_ERROR,
+                };
+                self.close_with(true, wire, "HTTP/3 stream error");
+            }
+        }
+    }
+
+    /// Ends a stream through the table and tells the upper side.
+    fn end_stream(&mut self, id: u64, cause: Option<AbortCause>, code: u64) {
+        if let Some(upper) = self.streams.release(id, &mut self.conn, code) {
+            self.events.push_back(match cause {
+                Some(cause) => Event::StreamAborted { stream: id, upper, cause },
+                None => Event::StreamClosed { stream: id, upper },
+            });
+        }
+    }
+
+    fn close_with(&mut self, app: bool, code: u64, reason: &str) {
+        let _ = self.conn.close(app, code, reason.as_bytes());
+        self.close_requested = true;
+    }
+
+    fn report_dead(&mut self) {
+        if !self.dead_reported && self.is_dead() {
+            self.dead_reported = true;
+            self.events.push_back(Event::Dead);
+        }
+    }
+
+    // ---- output ----
+
+    /// Writes the next datagram to send into `out`, or returns `None` when there is nothing to send now.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        self.flush_streams();
+        let sent = loop {
+            match self.conn.send(out) {
+                Ok((len, info)) => break Some(Transmit { len, to: info.to, from: info.from }),
+                Err(quiche::Error::Done) => break None,
+                Err(e) => {
+                    tracing::debug!(conn = %self.conn.trace_id(), error = %e, "send failed");
+                    self.close_with(false, 0x1, "internal error");
+                    break None;
+                }
+            }
+        };
+        if sent.is_none() {
+            self.streams.sweep_descs();
+            self.process_output_side(now);
+        }
+        sent
+    }
+
+    /// Bookkeeping after the transport has nothing more to send.
+    fn process_output_side(&mut self, now: Instant) {
+        self.handle_room();
+        if self.streams.is_empty() && self.opening.is_empty() && self.timers.idle_since.is_none() {
+            self.timers.idle_since = Some(now);
+        }
+        self.report_dead();
+    }
+
+    fn flush_streams(&mut self) {
+        let ids: Vec<u64> = self.streams.wait.send.iter().copied().collect();
+        for id in ids {
+            let (Some(h3), Some(stream)) = (self.h3.as_mut(), self.streams.get_mut(id)) else {
+                self.streams.wait.send.remove(&id);
+                continue;
+            };
+            match stream.flush(h3, &mut self.conn) {
+                Ok(Flush::Idle) => {
+                    self.streams.wait.send.remove(&id);
+                }
+                Ok(Flush::Blocked) => {
+                    self.streams.wait.send.remove(&id);
+                    self.streams.wait.flow.insert(id);
+                }
+                Ok(Flush::Finished) => {
+                    self.streams.wait.send.remove(&id);
+                    // The response is complete: a request still coming is stopped with H3_NO_ERROR.
+                    self.end_stream(id, None, codes::H3_NO_ERROR);
+                }
+                Err(e) => self.fail_stream(id, e),
+            }
+        }
+    }
+
+    /// The next event for the upper side.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- calls to answer ----
+
+    fn stream(&mut self, id: u64) -> Result<&mut Stream, Error> {
+        self.streams.get_mut(id).ok_or(Error::StreamGone(id))
+    }
+
+    /// Links an opaque upper handle to a stream; events about the stream carry it.
+    pub fn set_upper(&mut self, stream: u64, upper: u64) -> Result<(), Error> {
+        self.stream(stream)?.set_upper(upper);
+        Ok(())
+    }
+
+    /// Queues the response head. `end`: no body follows.
+    pub fn send_response(&mut self, stream: u64, head: &ResponseHead, end: bool) -> Result<(), Error> {
+        self.stream(stream)?.send_head(head, end);
+        self.streams.wait.send.insert(stream);
+        Ok(())
+    }
+
+    /// Queues response body, charged to the connection's Tx budget.
+    pub fn send_body(&mut self, stream: u64, data: Bytes) -> Result<SendBody, Error> {
+        match self.stream(stream)?.send_body(data) {
+            Ok(()) => {
+                self.streams.wait.send.insert(stream);
+                Ok(SendBody::Queued)
+            }
+            Err(data) => {
+                self.streams.wait.budget.insert(stream);
+                Ok(SendBody::Blocked(data))
+            }
+        }
+    }
+
+    /// Ends the response, with trailers if any.
+    pub fn finish(&mut self, stream: u64, trailers: Option<Vec<Header>>) -> Result<(), Error> {
+        self.stream(stream)?.finish(trailers);
+        self.streams.wait.send.insert(stream);
+        Ok(())
+    }
+
+    /// Takes request body: up to `max` bytes, the end (with trailers), or `Pending`.
+    pub fn read_body(&mut self, stream: u64, max: usize) -> Result<BodyRead, Error> {
+        let read = self.stream(stream)?.read_body(max);
+        if self.streams.get_mut(stream).is_some_and(|s| s.wants_rx()) {
+            self.fill_rx(stream);
+        }
+        Ok(read)
+    }
+
+    /// Aborts a stream from the upper side (RESET_STREAM and STOP_SENDING with `code`) and releases it.
+    /// Returns its upper handle.
+    pub fn reset_stream(&mut self, stream: u64, code: u64) -> Result<Option<u64>, Error> {
+        self.streams.release(stream, &mut self.conn, code).ok_or(Error::StreamGone(stream))
+    }
+
+    /// Graceful shutdown: GOAWAY, refuse new requests, let the ones in progress finish.
+    pub fn shutdown(&mut self, _now: Instant) {
+        if self.goaway.is_some() {
+            return;
+        }
+        let id = self.streams.max_request_id.map_or(0, |m| m + 4);
+        match self.h3.as_mut() {
+            Some(h3) => {
+                let _ = h3.send_goaway(&mut self.conn, id);
+                self.goaway = Some(id);
+                let late: Vec<u64> = self.opening.range(id..).map(|(id, _)| *id).collect();
+                for id in late {
+                    self.opening.remove(&id);
+                    self.refuse(id);
+                }
+            }
+            None => self.close_with(true, codes::H3_NO_ERROR, "shutdown"),
+        }
+        self.report_dead();
+    }
+
+    /// Closes at once with an application error code.
+    pub fn close(&mut self, code: u64, reason: &str) {
+        self.close_with(true, code, reason);
+        self.report_dead();
+    }
+
+    // ---- the release ----
+
+    /// Ends the connection, in the order of `docs/release-order.md` (rule 3):
+    /// 1. stop the timers;
+    /// 2. release every stream through the table, while the budget and the wake-up machinery are valid;
+    /// 3. detach the Tx budget's room sink (the surviving descriptors' notification path);
+    /// 4. drop the wake-up handle;
+    /// 5. free the HTTP/3 state;
+    /// 6. hand the transport to [`Closing`], which sends CONNECTION_CLOSE once every descriptor is drained
+    ///    (or at once if the transport is already closing).
+    pub fn release(self, _now: Instant) -> Released {
+        let Connection { mut live, mut streams, opening, timers, wakeup, h3, mut conn, budget, .. } = self;
+        drop((timers, opening));
+        let orphans = streams.release_all(&mut conn, codes::H3_REQUEST_CANCELLED);
+        budget.detach_sink();
+        drop(wakeup);
+        drop(h3);
+        let counters = live.counters.clone();
+        live.released = true;
+        drop(live);
+        Released { closing: Closing::new(conn, streams.take_descs(), counters), orphans }
+    }
+
+    /// The release with steps 2 and 4 swapped and step 3 skipped: the 2.9.6 order. Exists only to prove
+    /// that the counters catch it.
+    #[cfg(feature = "test-hooks")]
+    pub fn release_in_wrong_order(self, _now: Instant) -> Released {
+        let Connection { mut live, mut streams, wakeup, h3, mut conn, .. } = self;
+        drop(wakeup);
+        let orphans = streams.release_all(&mut conn, codes::H3_REQUEST_CANCELLED);
+        drop(h3);
+        let counters = live.counters.clone();
+        live.released = true;
+        drop(live);
+        Released { closing: Closing::new(conn, streams.take_descs(), counters), orphans }
+    }
+}
+
+impl Connection {
+    /// Read-only view of a stream's state, for tests and diagnostics.
+    pub fn stream_state(&mut self, stream: u64) -> Option<qcs::State> {
+        self.streams.get_mut(stream).map(|s| s.state())
+    }
+
+    /// Request body bytes received on a stream so far.
+    pub fn stream_body_received(&mut self, stream: u64) -> Option<u64> {
+        self.streams.get_mut(stream).map(|s| s.body_received())
+    }
+
+    /// The counters this connection reports to.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.live.counters
+    }
+
+    /// True when something is queued for the transport.
+    pub fn has_pending_tx(&self) -> bool {
+        !self.streams.wait.send.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("trace_id", &self.conn.trace_id())
+            .field("streams", &self.streams.len())
+            .field("goaway", &self.goaway)
+            .finish_non_exhaustive()
+    }
+}

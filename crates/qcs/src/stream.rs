@@ -1,0 +1,403 @@
+//! One request stream.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use qc_stream::{AttachedDesc, Counters, ReleasedDesc, TxBudget};
+use quiche::h3::{self, Header};
+use quiche::Shutdown;
+
+use crate::head::{parse_trailers, sanitize};
+use crate::{RequestHead, ResponseHead, State, StreamError, Transport};
+
+/// What [`Stream::read_body`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyRead {
+    /// Request body bytes.
+    Data(Bytes),
+    /// The request body is complete; trailers when the client sent some.
+    End(Option<Vec<Header>>),
+    /// Nothing now; a readable event comes when there is more.
+    Pending,
+}
+
+/// What [`Stream::flush`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued went to the transport; the response is not complete yet.
+    Idle,
+    /// The transport is out of credit (flow control or congestion): try again later.
+    Blocked,
+    /// The response is complete: FIN (with or without trailers) went to the transport.
+    Finished,
+}
+
+/// Largest chunk read from the transport at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One HTTP/3 request stream.
+pub struct Stream {
+    id: u64,
+    state: State,
+    counters: Arc<Counters>,
+    upper: Option<u64>,
+    // Rx side.
+    rx: crate::rx::RxBuf,
+    /// The transport may hold more body than the Rx buffer had room for ("demux blocked").
+    rx_blocked: bool,
+    rx_fin: bool,
+    rx_total: u64,
+    content_length: Option<u64>,
+    trailers_in: Option<Vec<Header>>,
+    /// A readable event went up and the upper side has not seen `Pending` since.
+    readable_notified: bool,
+    // Tx side.
+    desc: Option<AttachedDesc>,
+    head_out: Option<Vec<Header>>,
+    head_sent: bool,
+    trailers_out: Option<Vec<Header>>,
+    fin_queued: bool,
+    fin_sent: bool,
+    body_sent: u64,
+}
+
+impl Stream {
+    /// A stream for `id` whose body bytes are charged to `budget`, reading at most `rx_cap` bytes ahead
+    /// of the upper side.
+    pub fn new(id: u64, budget: &TxBudget, rx_cap: usize) -> Self {
+        let counters = budget.counters().clone();
+        counters.streams.inc();
+        Stream {
+            id,
+            state: State::Idle,
+            counters,
+            upper: None,
+            rx: crate::rx::RxBuf::new(rx_cap),
+            rx_blocked: false,
+            rx_fin: false,
+            rx_total: 0,
+            content_length: None,
+            trailers_in: None,
+            readable_notified: false,
+            desc: Some(AttachedDesc::new(id, budget)),
+            head_out: None,
+            head_sent: false,
+            trailers_out: None,
+            fin_queued: false,
+            fin_sent: false,
+            body_sent: 0,
+        }
+    }
+
+    /// The QUIC stream ID.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The upper side's handle, if one was linked.
+    pub fn upper(&self) -> Option<u64> {
+        self.upper
+    }
+
+    /// Links the upper side (an opaque handle the connection hands back in events).
+    pub fn set_upper(&mut self, upper: u64) {
+        self.upper = Some(upper);
+    }
+
+    /// Response body bytes the transport accepted so far.
+    pub fn body_sent(&self) -> u64 {
+        self.body_sent
+    }
+
+    /// Request body bytes read so far.
+    pub fn body_received(&self) -> u64 {
+        self.rx_total
+    }
+
+    /// Accepts the request's header section: the stream opens (or is half-closed remote at once when no
+    /// body follows).
+    pub fn on_request_headers(&mut self, list: &[Header], more_frames: bool) -> Result<RequestHead, StreamError> {
+        let head = RequestHead::parse(list)?;
+        self.content_length = head.content_length;
+        self.state = State::Open;
+        if !more_frames {
+            self.on_remote_fin()?;
+        }
+        Ok(head)
+    }
+
+    /// Accepts a second header section: the request's trailers, which end the request.
+    pub fn on_trailers(&mut self, list: &[Header]) -> Result<(), StreamError> {
+        if self.trailers_in.is_some() {
+            return Err(StreamError::Malformed("a second trailer section"));
+        }
+        self.trailers_in = Some(parse_trailers(list)?);
+        Ok(())
+    }
+
+    /// The transport reported the request complete (all body read and FIN received).
+    pub fn on_remote_fin(&mut self) -> Result<(), StreamError> {
+        if self.rx_fin {
+            return Ok(());
+        }
+        if self.content_length.is_some_and(|len| len != self.rx_total) {
+            return Err(StreamError::Malformed("body length differs from content-length"));
+        }
+        self.rx_fin = true;
+        self.rx_blocked = false;
+        self.state = self.state.on_remote_fin();
+        Ok(())
+    }
+
+    /// Reads request body from the transport into the Rx buffer, as far as it has room. Returns whether
+    /// anything arrived.
+    pub fn fill_rx(&mut self, h3: &mut h3::Connection, conn: &mut Transport) -> Result<bool, StreamError> {
+        let mut got = false;
+        while !self.rx_fin {
+            let room = self.rx.room();
+            if room == 0 {
+                // The transport may hold more: wait until the upper side drains us ("demux blocked").
+                self.rx_blocked = true;
+                return Ok(got);
+            }
+            let want = room.min(READ_CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            match h3.recv_body_buf(conn, self.id, (&mut buf).limit(want)) {
+                Ok(n) => {
+                    debug_assert_eq!(n, buf.len());
+                    self.rx_total += n as u64;
+                    if self.content_length.is_some_and(|len| self.rx_total > len) {
+                        return Err(StreamError::Malformed("body longer than content-length"));
+                    }
+                    self.rx.push(buf.freeze());
+                    got = true;
+                }
+                Err(h3::Error::Done) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.rx_blocked = false;
+        Ok(got)
+    }
+
+    /// True when the transport may hold body that did not fit and the Rx buffer has room again.
+    pub fn wants_rx(&self) -> bool {
+        self.rx_blocked && self.rx.room() > 0
+    }
+
+    /// True when the Rx side was blocked by a full buffer.
+    pub fn rx_blocked(&self) -> bool {
+        self.rx_blocked
+    }
+
+    /// Whether a readable event should go up now (data or end waiting, none sent since the last `Pending`).
+    pub fn take_readable(&mut self) -> bool {
+        let ready = !self.rx.is_empty() || self.rx_fin;
+        if ready && !self.readable_notified {
+            self.readable_notified = true;
+            return true;
+        }
+        false
+    }
+
+    /// The upper side takes request body: up to `max` bytes, or the end.
+    pub fn read_body(&mut self, max: usize) -> BodyRead {
+        if let Some(data) = self.rx.take(max.max(1)) {
+            return BodyRead::Data(data);
+        }
+        if self.rx_fin {
+            return BodyRead::End(self.trailers_in.take());
+        }
+        self.readable_notified = false;
+        BodyRead::Pending
+    }
+
+    /// Queues the response head; [`Stream::flush`] sends it. `end` means no body follows.
+    pub fn send_head(&mut self, head: &ResponseHead, end: bool) {
+        debug_assert!(!self.head_sent && self.head_out.is_none(), "response head sent twice");
+        self.head_out = Some(head.to_fields());
+        self.fin_queued |= end;
+    }
+
+    /// Queues response body. When the Tx budget is full the bytes come back: the caller waits for room.
+    pub fn send_body(&mut self, data: Bytes) -> Result<(), Bytes> {
+        debug_assert!(!self.fin_queued, "body after the end of the response");
+        self.desc.as_mut().expect("an unreleased stream has its descriptor").push(data)
+    }
+
+    /// Queues the end of the response, with trailers if any.
+    pub fn finish(&mut self, trailers: Option<Vec<Header>>) {
+        self.trailers_out = trailers.map(|t| sanitize(&t)).filter(|t| !t.is_empty());
+        self.fin_queued = true;
+    }
+
+    /// True when something queued waits for the transport.
+    pub fn has_pending_tx(&self) -> bool {
+        self.head_out.is_some()
+            || (self.head_sent && self.desc.as_ref().is_some_and(|d| d.queued() > 0))
+            || (self.head_sent && self.fin_queued && !self.fin_sent)
+    }
+
+    /// Bytes queued for the transport and not accepted yet.
+    pub fn queued_tx(&self) -> usize {
+        self.desc.as_ref().map_or(0, |d| d.queued())
+    }
+
+    /// Hands queued head, body, trailers and FIN to the transport, as far as its credit goes.
+    pub fn flush(&mut self, h3: &mut h3::Connection, conn: &mut Transport) -> Result<Flush, StreamError> {
+        if self.fin_sent {
+            return Ok(Flush::Finished);
+        }
+        if let Some(head) = self.head_out.take() {
+            let end = self.fin_queued && self.queued_tx() == 0 && self.trailers_out.is_none();
+            match h3.send_response(conn, self.id, &head, end) {
+                Ok(()) => {
+                    self.head_sent = true;
+                    if end {
+                        self.on_local_fin();
+                        return Ok(Flush::Finished);
+                    }
+                }
+                Err(h3::Error::StreamBlocked | h3::Error::Done) => {
+                    self.head_out = Some(head);
+                    return Ok(Flush::Blocked);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !self.head_sent {
+            return Ok(Flush::Idle);
+        }
+        let desc = self.desc.as_mut().expect("an unreleased stream has its descriptor");
+        while let Some(mut buf) = desc.pop_front() {
+            let len = buf.len();
+            let fin = self.fin_queued && desc.queued() == 0 && self.trailers_out.is_none();
+            match h3.send_body_zc(conn, self.id, &mut buf, fin) {
+                Ok(n) => {
+                    self.body_sent += n as u64;
+                    if n < len {
+                        // `buf` now holds the part the transport did not take.
+                        desc.push_front(buf);
+                        return Ok(Flush::Blocked);
+                    }
+                    if fin {
+                        self.on_local_fin();
+                        return Ok(Flush::Finished);
+                    }
+                }
+                Err(h3::Error::Done | h3::Error::StreamBlocked) => {
+                    desc.push_front(buf);
+                    return Ok(Flush::Blocked);
+                }
+                Err(e) => {
+                    desc.push_front(buf);
+                    return Err(e.into());
+                }
+            }
+        }
+        if !self.fin_queued {
+            return Ok(Flush::Idle);
+        }
+        let sent = match self.trailers_out.take() {
+            Some(trailers) => match h3.send_additional_headers(conn, self.id, &trailers, true, true) {
+                Ok(()) => true,
+                Err(h3::Error::StreamBlocked | h3::Error::Done) => {
+                    self.trailers_out = Some(trailers);
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => match h3.send_body(conn, self.id, b"", true) {
+                Ok(_) => true,
+                Err(h3::Error::Done | h3::Error::StreamBlocked) => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if !sent {
+            return Ok(Flush::Blocked);
+        }
+        self.on_local_fin();
+        Ok(Flush::Finished)
+    }
+
+    fn on_local_fin(&mut self) {
+        self.fin_sent = true;
+        self.state = self.state.on_local_fin();
+    }
+
+    /// Checks whether the peer stopped the stream (STOP_SENDING): quiche reports it on the next write.
+    pub fn check_stopped(&self, conn: &mut Transport) -> Option<u64> {
+        match conn.stream_capacity(self.id) {
+            Err(quiche::Error::StreamStopped(code)) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when the response is complete.
+    pub fn response_done(&self) -> bool {
+        self.fin_sent
+    }
+
+    /// True when the request is complete.
+    pub fn request_done(&self) -> bool {
+        self.rx_fin
+    }
+
+    /// The peer reset the request (RESET_STREAM): the stream is aborted.
+    pub fn on_peer_reset(&mut self) {
+        self.state = State::Reset;
+    }
+
+    /// Aborts the stream: RESET_STREAM unless the response is complete, STOP_SENDING unless the request is.
+    /// Idempotent.
+    pub fn abort(&mut self, conn: &mut Transport, code: u64) {
+        if !self.fin_sent {
+            // Errors mean "already shut": nothing more to do.
+            let _ = conn.stream_shutdown(self.id, Shutdown::Write, code);
+        }
+        if !self.rx_fin {
+            let _ = conn.stream_shutdown(self.id, Shutdown::Read, code);
+        }
+        self.state = State::Reset;
+    }
+
+    /// Stops reading a request whose response is complete (STOP_SENDING with H3_NO_ERROR, RFC 9114, 4.1).
+    pub fn stop_reading(&mut self, conn: &mut Transport) {
+        if !self.rx_fin {
+            let _ = conn.stream_shutdown(self.id, Shutdown::Read, crate::codes::H3_NO_ERROR);
+            self.rx_fin = true;
+            self.state = self.state.on_remote_fin();
+        }
+    }
+
+    /// Ends the stream: releases its descriptor (trimming unsent bytes) and returns it with the upper
+    /// handle. Only the connection's stream table calls this, after detaching the stream from every wait
+    /// list.
+    #[must_use = "the released descriptor belongs in the connection's descriptor table"]
+    pub fn release(mut self) -> (ReleasedDesc, Option<u64>) {
+        let desc = self.desc.take().expect("a stream is released once").release();
+        if !matches!(self.state, State::Reset) {
+            self.state = State::Closed;
+        }
+        (desc, self.upper)
+    }
+}
+
+impl Drop for Stream {
+    // Accounting only. A stream dropped without `release` drops its attached descriptor too, which counts
+    // the out-of-order release.
+    fn drop(&mut self) {
+        self.counters.streams.dec();
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id).field("state", &self.state).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end test support for qproxy (the suites live in `tests/*.rs` of this crate).
