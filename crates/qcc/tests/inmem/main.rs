@@ -1,0 +1,5 @@
+//! In-memory tests: a real quiche HTTP/3 client against `qcc::Connection`.
+#![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
+
+mod harness;
+mod roundtrip;
