@@ -24,9 +24,7 @@ pub struct Closing {
 impl Closing {
     pub(crate) fn new(conn: Transport, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
         counters.closing.inc();
-        let mut closing = Closing { conn, descs, counters, close_sent: false };
-        closing.maybe_close();
-        closing
+        Closing { conn, descs, counters, close_sent: false }
     }
 
     /// Feeds one received datagram.
@@ -39,7 +37,6 @@ impl Closing {
     ) -> Result<usize, Error> {
         let res = self.conn.recv(buf, RecvInfo { from, to });
         self.refuse_streams();
-        self.maybe_close();
         match res {
             Ok(n) => Ok(n),
             Err(quiche::Error::Done) => Ok(0),
@@ -47,13 +44,18 @@ impl Closing {
         }
     }
 
-    /// Writes the next datagram to send, if any.
+    /// Writes the next datagram to send, if any. Frames still queued (RESET_STREAM of the released
+    /// streams, acknowledgements) go out before CONNECTION_CLOSE.
     pub fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        self.maybe_close();
-        match self.conn.send(out) {
-            Ok((len, info)) => Some(Transmit { len, to: info.to, from: info.from }),
-            Err(_) => None,
+        for _ in 0..2 {
+            if let Ok((len, info)) = self.conn.send(out) {
+                return Some(Transmit { len, to: info.to, from: info.from });
+            }
+            if !self.close_when_drained() {
+                break;
+            }
         }
+        None
     }
 
     /// When `handle_timeout` must run next.
@@ -64,7 +66,6 @@ impl Closing {
     /// Fires the transport's timers.
     pub fn handle_timeout(&mut self, _now: Instant) {
         self.conn.on_timeout();
-        self.maybe_close();
     }
 
     /// True when the transport is closed: drop this.
@@ -82,13 +83,15 @@ impl Closing {
         &self.conn
     }
 
-    fn maybe_close(&mut self) {
+    /// Queues CONNECTION_CLOSE once every descriptor is drained. Returns whether it did so now.
+    fn close_when_drained(&mut self) -> bool {
         self.descs.retain(|d| !d.is_done());
-        if self.descs.is_empty() && !self.close_sent {
-            // Err(Done) means the transport is already closing: nothing to add.
-            let _ = self.conn.close(true, codes::H3_NO_ERROR, b"");
-            self.close_sent = true;
+        if !self.descs.is_empty() || self.close_sent {
+            return false;
         }
+        self.close_sent = true;
+        // Err(Done) means the transport is already closing: nothing to add.
+        self.conn.close(true, codes::H3_NO_ERROR, b"").is_ok()
     }
 
     fn refuse_streams(&mut self) {

@@ -237,8 +237,10 @@ impl Connection {
             self.timers.handshake = None;
         }
         if self.h3.is_some() {
-            self.poll_h3();
+            // Before HTTP/3 reads them: a stream whose head is incomplete leaves quiche's readable set
+            // once HTTP/3 has buffered its bytes.
             self.track_opening(now);
+            self.poll_h3();
             self.check_stopped();
             self.resume_rx();
             // Credit may have come back with this input: blocked streams try again.
@@ -276,6 +278,11 @@ impl Connection {
             h3::Event::Data => self.fill_rx(id),
             h3::Event::Finished => {
                 let Some(stream) = self.streams.get_mut(id) else { return };
+                if let Some(code) = stream.peer_reset_code(&mut self.conn) {
+                    stream.on_peer_reset();
+                    self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
+                    return;
+                }
                 match stream.on_remote_fin() {
                     Ok(()) => self.after_rx(id),
                     Err(e) => self.fail_stream(id, e),
@@ -311,7 +318,15 @@ impl Connection {
         }
         let mut stream = Stream::new(id, &self.budget, self.limits.stream_rx_buf);
         let parsed = stream.on_request_headers(list, more_frames);
+        let verdict = stream.transport_verdict(&mut self.conn);
         self.streams.insert(stream);
+        if let Some(verdict) = verdict {
+            // STOP_SENDING came before (or with) the request (HAProxy #2563, #2372): nobody wants the
+            // answer, so the request never reaches the upper side.
+            tracing::debug!(conn = %self.conn.trace_id(), stream = id, reason = %verdict, "request already stopped");
+            self.streams.release(id, &mut self.conn, codes::H3_REQUEST_CANCELLED);
+            return;
+        }
         match parsed {
             Ok(head) => self.events.push_back(Event::Request { stream: id, head, end: !more_frames }),
             Err(e) => {
@@ -375,8 +390,8 @@ impl Connection {
             if stream.response_done() {
                 continue;
             }
-            if let Some(code) = stream.check_stopped(&mut self.conn) {
-                self.end_stream(id, Some(AbortCause::PeerStopSending(code)), codes::H3_REQUEST_CANCELLED);
+            if let Some(verdict) = stream.transport_verdict(&mut self.conn) {
+                self.fail_stream(id, verdict);
             }
         }
     }
@@ -402,6 +417,7 @@ impl Connection {
                     StreamError::Malformed(what) => AbortCause::Malformed(what),
                     StreamError::Stopped(c) => AbortCause::PeerStopSending(c),
                     StreamError::PeerReset(c) => AbortCause::PeerReset(c),
+                    StreamError::Gone => AbortCause::TransportDiscarded,
                     StreamError::Connection(_) => unreachable!("connection errors have no stream code"),
                 };
                 let code = if matches!(cause, AbortCause::Malformed(_)) { codes::H3_MESSAGE_ERROR } else { code };
@@ -564,8 +580,15 @@ impl Connection {
         let id = self.streams.max_request_id.map_or(0, |m| m + 4);
         match self.h3.as_mut() {
             Some(h3) => {
-                let _ = h3.send_goaway(&mut self.conn, id);
                 self.goaway = Some(id);
+                match h3.send_goaway(&mut self.conn, id) {
+                    Ok(()) | Err(h3::Error::Done | h3::Error::StreamBlocked) => {}
+                    // The peer stopped our control stream (HAProxy #2006): a connection error, not a crash.
+                    Err(e) => {
+                        tracing::debug!(conn = %self.conn.trace_id(), error = %e, "GOAWAY failed");
+                        self.close_with(true, codes::H3_CLOSED_CRITICAL_STREAM, "control stream closed");
+                    }
+                }
                 let late: Vec<u64> = self.opening.range(id..).map(|(id, _)| *id).collect();
                 for id in late {
                     self.opening.remove(&id);
@@ -630,6 +653,18 @@ impl Connection {
     /// Request body bytes received on a stream so far.
     pub fn stream_body_received(&mut self, stream: u64) -> Option<u64> {
         self.streams.get_mut(stream).map(|s| s.body_received())
+    }
+
+    /// Which wait lists hold a stream: send, flow control, Tx budget, Rx. For tests.
+    #[cfg(feature = "test-hooks")]
+    pub fn wait_lists_of(&self, stream: u64) -> [bool; 4] {
+        self.streams.wait.membership(stream)
+    }
+
+    /// Streams whose request head has started but is not complete. For tests.
+    #[cfg(feature = "test-hooks")]
+    pub fn opening_streams(&self) -> Vec<u64> {
+        self.opening.keys().copied().collect()
     }
 
     /// The counters this connection reports to.

@@ -9,6 +9,9 @@ pub enum AbortCause {
     PeerReset(u64),
     /// The client sent STOP_SENDING with this code.
     PeerStopSending(u64),
+    /// The transport had already discarded the stream (stopped or reset by the peer, both directions
+    /// complete); the peer's code is not known.
+    TransportDiscarded,
     /// The request was malformed; the stream was reset with H3_MESSAGE_ERROR.
     Malformed(&'static str),
     /// The connection was released with the stream still open.

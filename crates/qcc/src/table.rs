@@ -27,8 +27,9 @@ impl WaitLists {
         self.recv.remove(&id);
     }
 
-    fn is_on_any(&self, id: u64) -> bool {
-        self.send.contains(&id) || self.flow.contains(&id) || self.budget.contains(&id) || self.recv.contains(&id)
+    /// Which lists hold `id`: send, flow, budget, recv.
+    pub(crate) fn membership(&self, id: u64) -> [bool; 4] {
+        [self.send.contains(&id), self.flow.contains(&id), self.budget.contains(&id), self.recv.contains(&id)]
     }
 }
 
@@ -75,7 +76,7 @@ impl StreamTable {
     pub(crate) fn release(&mut self, id: u64, conn: &mut Transport, code: u64) -> Option<Option<u64>> {
         let mut stream = self.streams.remove(&id)?;
         self.wait.detach(id);
-        debug_assert!(!self.wait.is_on_any(id));
+        debug_assert_eq!(self.wait.membership(id), [false; 4]);
         if !(stream.response_done() && stream.request_done()) {
             stream.abort(conn, code);
         }

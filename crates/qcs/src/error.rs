@@ -10,6 +10,8 @@ pub mod codes {
     pub const H3_INTERNAL_ERROR: u64 = W::InternalError as u64;
     /// The server will not process the request; the client may retry it.
     pub const H3_REQUEST_REJECTED: u64 = W::RequestRejected as u64;
+    /// A stream the connection needs (control, QPACK) was closed or reset.
+    pub const H3_CLOSED_CRITICAL_STREAM: u64 = W::ClosedCriticalStream as u64;
     /// The request or its response is cancelled.
     pub const H3_REQUEST_CANCELLED: u64 = W::RequestCancelled as u64;
     /// The stream ended without a fully formed request.
@@ -56,6 +58,10 @@ pub enum StreamError {
     /// The peer reset the stream with this code.
     #[error("peer reset the stream (code {0:#x})")]
     PeerReset(u64),
+    /// The transport already discarded the stream (the peer stopped or reset it and both directions
+    /// completed), so the code it used is gone.
+    #[error("the transport discarded the stream")]
+    Gone,
     /// An HTTP/3 error that concerns the whole connection.
     #[error("HTTP/3 connection error: {0}")]
     Connection(quiche::h3::Error),
@@ -66,7 +72,9 @@ impl StreamError {
     pub fn stream_code(&self) -> Option<u64> {
         match self {
             StreamError::Malformed(_) => Some(codes::H3_MESSAGE_ERROR),
-            StreamError::Stopped(_) | StreamError::PeerReset(_) => Some(codes::H3_REQUEST_CANCELLED),
+            StreamError::Stopped(_) | StreamError::PeerReset(_) | StreamError::Gone => {
+                Some(codes::H3_REQUEST_CANCELLED)
+            }
             StreamError::Connection(_) => None,
         }
     }

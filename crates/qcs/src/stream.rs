@@ -265,7 +265,7 @@ impl Stream {
                 }
                 Err(h3::Error::StreamBlocked | h3::Error::Done) => {
                     self.head_out = Some(head);
-                    return Ok(Flush::Blocked);
+                    return self.blocked_or_gone(conn);
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -292,7 +292,7 @@ impl Stream {
                 }
                 Err(h3::Error::Done | h3::Error::StreamBlocked) => {
                     desc.push_front(buf);
-                    return Ok(Flush::Blocked);
+                    return self.blocked_or_gone(conn);
                 }
                 Err(e) => {
                     desc.push_front(buf);
@@ -319,10 +319,28 @@ impl Stream {
             },
         };
         if !sent {
-            return Ok(Flush::Blocked);
+            return self.blocked_or_gone(conn);
         }
         self.on_local_fin();
         Ok(Flush::Finished)
+    }
+
+    /// quiche answers `Done` both for "no credit now" and for a stream it already discarded.
+    fn blocked_or_gone(&self, conn: &mut Transport) -> Result<Flush, StreamError> {
+        match self.transport_verdict(conn) {
+            Some(e) => Err(e),
+            None => Ok(Flush::Blocked),
+        }
+    }
+
+    /// Whether the transport refuses to send on this stream any more: stopped by the peer (with its code)
+    /// or already discarded.
+    pub fn transport_verdict(&self, conn: &mut Transport) -> Option<StreamError> {
+        match conn.stream_capacity(self.id) {
+            Ok(_) => None,
+            Err(quiche::Error::StreamStopped(code)) => Some(StreamError::Stopped(code)),
+            Err(_) => Some(StreamError::Gone),
+        }
     }
 
     fn on_local_fin(&mut self) {
@@ -330,10 +348,11 @@ impl Stream {
         self.state = self.state.on_local_fin();
     }
 
-    /// Checks whether the peer stopped the stream (STOP_SENDING): quiche reports it on the next write.
-    pub fn check_stopped(&self, conn: &mut Transport) -> Option<u64> {
-        match conn.stream_capacity(self.id) {
-            Err(quiche::Error::StreamStopped(code)) => Some(code),
+    /// The peer's RESET_STREAM code, if the request side was reset. quiche's HTTP/3 layer reports a reset
+    /// stream as finished first; this tells the two apart.
+    pub fn peer_reset_code(&self, conn: &mut Transport) -> Option<u64> {
+        match conn.stream_discard(self.id, 0) {
+            Err(quiche::Error::StreamReset(code)) => Some(code),
             _ => None,
         }
     }

@@ -123,13 +123,6 @@ impl Net {
         }
     }
 
-    pub fn queued(&self, dir: Dir) -> usize {
-        match dir {
-            Dir::ToServer => self.to_server.len(),
-            Dir::ToClient => self.to_client.len(),
-        }
-    }
-
     /// Takes every queued datagram of one direction (to deliver in a chosen order).
     pub fn take(&mut self, dir: Dir) -> Vec<Vec<u8>> {
         match dir {
@@ -173,6 +166,8 @@ enum Kind {
     Echo,
     Sink,
     Hold,
+    /// Neither reads the request body nor answers.
+    Stall,
 }
 
 #[derive(Debug)]
@@ -217,6 +212,8 @@ impl App {
                     Kind::Echo
                 } else if path == "/sink" {
                     Kind::Sink
+                } else if path == "/stall" {
+                    Kind::Stall
                 } else {
                     Kind::Hold
                 };
@@ -227,7 +224,7 @@ impl App {
                         conn.send_response(stream, &head, false).unwrap();
                     }
                     Kind::Echo => conn.send_response(stream, &ResponseHead::new(200), false).unwrap(),
-                    Kind::Sink | Kind::Hold => {}
+                    Kind::Sink | Kind::Hold | Kind::Stall => {}
                 }
                 let st = AppStream {
                     kind,
@@ -242,7 +239,8 @@ impl App {
                 self.pump(conn, stream);
             }
             Event::Readable { stream } => {
-                if !self.dont_read {
+                let stalled = self.streams.get(&stream).is_some_and(|s| matches!(s.kind, Kind::Stall));
+                if !self.dont_read && !stalled {
                     self.read(conn, stream);
                 }
             }
@@ -266,14 +264,6 @@ impl App {
             for id in ids {
                 self.pump(conn, id);
             }
-        }
-    }
-
-    /// Reads the bodies of every stream again (used after `dont_read` is turned off).
-    pub fn read_all(&mut self, conn: &mut Connection) {
-        let ids: Vec<u64> = self.streams.keys().copied().collect();
-        for id in ids {
-            self.read(conn, id);
         }
     }
 
@@ -341,7 +331,7 @@ impl App {
         let done = match st.kind {
             Kind::Bytes { total, .. } => st.produced == total,
             Kind::Echo | Kind::Sink => st.request_ended && st.echo.is_empty(),
-            Kind::Hold => false,
+            Kind::Hold | Kind::Stall => false,
         };
         if done {
             st.finished = true;
@@ -665,17 +655,6 @@ impl Pair {
             }
         }
         progress
-    }
-
-    /// Reads response bodies that were left unread while `dont_read` was on.
-    pub fn client_read_all(&mut self) {
-        let Some(h3) = self.client_h3.as_mut() else { return };
-        let mut buf = vec![0; 65536];
-        for (id, r) in self.client_state.responses.iter_mut() {
-            while let Ok(n) = h3.recv_body(&mut self.client, *id, &mut buf) {
-                r.body.extend_from_slice(&buf[..n]);
-            }
-        }
     }
 
     // ---- server side

@@ -1,5 +1,7 @@
 //! In-memory tests: a real quiche HTTP/3 client against `qcc::Connection`.
 #![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
 
+mod cid_routing;
 mod harness;
 mod roundtrip;
+mod scenarios;
