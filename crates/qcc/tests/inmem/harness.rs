@@ -217,7 +217,10 @@ impl App {
                 } else {
                     Kind::Hold
                 };
-                conn.set_upper(stream, stream + 1_000_000).unwrap();
+                // The stream may already be gone (aborted in the same input): its abort event follows.
+                if conn.set_upper(stream, stream + 1_000_000).is_err() {
+                    return;
+                }
                 match &kind {
                     Kind::Bytes { total, .. } => {
                         let head = ResponseHead::new(200).with_header("content-length", total.to_string());
@@ -285,7 +288,9 @@ impl App {
                     st.request_ended = true;
                     if matches!(st.kind, Kind::Sink) {
                         let head = ResponseHead::new(200);
-                        conn.send_response(stream, &head, false).unwrap();
+                        if conn.send_response(stream, &head, false).is_err() {
+                            return;
+                        }
                         st.echo.push_back(Bytes::from(st.received.to_string()));
                     }
                     self.pump(conn, stream);
@@ -547,7 +552,7 @@ impl Pair {
             let h3 = self.client_h3.as_mut().expect("client HTTP/3 is up");
             match h3.send_request(&mut self.client, &headers, body.is_none()) {
                 Ok(id) => break id,
-                Err(h3::Error::StreamBlocked) if tries < 100_000 => {
+                Err(h3::Error::StreamBlocked | h3::Error::TransportError(quiche::Error::StreamLimit)) if tries < 100_000 => {
                     tries += 1;
                     if !self.step() {
                         self.advance(Duration::from_secs(1));

@@ -3,5 +3,7 @@
 
 mod cid_routing;
 mod harness;
+mod protocol;
+mod release_order;
 mod roundtrip;
 mod scenarios;

@@ -1,0 +1,73 @@
+//! Protocol behaviour: malformed requests, handshake timeout, stream limits.
+
+use std::time::Duration;
+
+use qcc::codes;
+
+use crate::harness::{pattern_vec, Pair, Server, Setup};
+
+#[test]
+fn a_malformed_request_gets_h3_message_error_and_the_connection_lives_on() {
+    let mut pair = Pair::established(Setup::default());
+    let bad = pair.request_with("GET", "/bytes/10", None, &[("transfer-encoding", "chunked")]);
+    let upper = pair.request_with("GET", "/bytes/10", None, &[(":foo", "1")]);
+    let done = pair.run_until(|p| p.response(bad).reset.is_some() && p.response(upper).reset.is_some());
+    assert!(done, "{:?} {:?}", pair.response(bad), pair.response(upper));
+    assert_eq!(pair.response(bad).reset, Some(codes::H3_MESSAGE_ERROR));
+    assert_eq!(pair.response(upper).reset, Some(codes::H3_MESSAGE_ERROR));
+    assert!(pair.app.requests.is_empty(), "a malformed request reached the upper side");
+    let good = pair.request("GET", "/bytes/10", None);
+    assert!(pair.run_until(|p| p.response(good).finished));
+    assert_eq!(pair.response(good).body, pattern_vec(10));
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
+}
+
+#[test]
+fn a_body_longer_than_content_length_is_malformed() {
+    let mut pair = Pair::established(Setup::default());
+    let id = pair.request_with("POST", "/sink", Some(vec![1; 100]), &[]);
+    assert!(pair.run_until(|p| p.response(id).finished));
+    // Same again, but announcing fewer bytes than sent.
+    let h3 = pair.client_h3.as_mut().unwrap();
+    let headers = [
+        quiche::h3::Header::new(b":method", b"POST"),
+        quiche::h3::Header::new(b":scheme", b"https"),
+        quiche::h3::Header::new(b":authority", b"localhost"),
+        quiche::h3::Header::new(b":path", b"/sink"),
+        quiche::h3::Header::new(b"content-length", b"10"),
+    ];
+    let liar = h3.send_request(&mut pair.client, &headers, false).unwrap();
+    h3.send_body(&mut pair.client, liar, &[2; 50], true).unwrap();
+    pair.client_state.responses.insert(liar, Default::default());
+    assert!(pair.run_until(|p| p.response(liar).reset.is_some()));
+    assert_eq!(pair.response(liar).reset, Some(codes::H3_MESSAGE_ERROR));
+}
+
+#[test]
+fn a_handshake_that_never_completes_is_closed_by_the_handshake_timer() {
+    let mut setup = Setup::default();
+    setup.limits.handshake_timeout = Duration::from_secs(2);
+    let mut pair = Pair::new(setup);
+    // Only the client's first flight arrives.
+    assert!(pair.run_until(|p| !matches!(p.server, Server::Pending)));
+    pair.net.drop_to_server = true;
+    assert!(pair.run_until(|p| p.dead_seen));
+    assert!(pair.live().is_none());
+    assert!(pair.run_until(|p| matches!(p.server, Server::Gone)));
+    pair.assert_idle();
+}
+
+#[test]
+fn requests_beyond_the_stream_limit_wait_for_credit_and_complete() {
+    let mut setup = Setup::default();
+    setup.params.max_streams_bidi = 4;
+    let mut pair = Pair::established(setup);
+    let ids: Vec<u64> = (0..20).map(|_| pair.request("GET", "/bytes/2000", None)).collect();
+    assert!(pair.run_until(|p| ids.iter().all(|id| p.response(*id).finished)));
+    assert_eq!(pair.counters.snapshot().streams_total, 20);
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
+}
