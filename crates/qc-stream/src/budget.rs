@@ -87,7 +87,10 @@ impl TxBudget {
                 inner.counters.tx_budget_waits.fetch_add(1, Relaxed);
                 return false;
             }
-            match inner.in_use.compare_exchange_weak(cur, cur + len, Relaxed, Relaxed) {
+            match inner
+                .in_use
+                .compare_exchange_weak(cur, cur + len, Relaxed, Relaxed)
+            {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
@@ -117,7 +120,9 @@ impl TxBudget {
             // freed tasklet). Here it is a counted no-op.
             Some(None) => {
                 self.0.counters.stale_wakeup();
-                self.0.counters.out_of_order("Tx budget room notification after its sink was dropped");
+                self.0
+                    .counters
+                    .out_of_order("Tx budget room notification after its sink was dropped");
             }
             None => {}
         }
@@ -126,6 +131,9 @@ impl TxBudget {
 
 impl fmt::Debug for TxBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TxBudget").field("limit", &self.0.limit).field("in_use", &self.in_use()).finish()
+        f.debug_struct("TxBudget")
+            .field("limit", &self.0.limit)
+            .field("in_use", &self.in_use())
+            .finish()
     }
 }

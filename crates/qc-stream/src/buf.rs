@@ -37,7 +37,10 @@ impl Drop for Charge {
 impl TxBuf {
     pub(crate) fn charged(data: Bytes, desc: Arc<DescShared>, budget: TxBudget) -> Self {
         let len = data.len();
-        TxBuf { data, charge: Some(Arc::new(Charge { len, desc, budget })) }
+        TxBuf {
+            data,
+            charge: Some(Arc::new(Charge { len, desc, budget })),
+        }
     }
 
     /// Bytes in this buffer.
@@ -59,13 +62,19 @@ impl AsRef<[u8]> for TxBuf {
 
 impl BufSplit for TxBuf {
     fn split_at(&mut self, at: usize) -> Self {
-        TxBuf { data: self.data.split_off(at), charge: self.charge.clone() }
+        TxBuf {
+            data: self.data.split_off(at),
+            charge: self.charge.clone(),
+        }
     }
 }
 
 impl fmt::Debug for TxBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TxBuf").field("len", &self.data.len()).field("charged", &self.charge.is_some()).finish()
+        f.debug_struct("TxBuf")
+            .field("len", &self.data.len())
+            .field("charged", &self.charge.is_some())
+            .finish()
     }
 }
 
@@ -81,7 +90,10 @@ impl BufFactory for TxBufFactory {
     type DgramBuf = Vec<u8>;
 
     fn buf_from_slice(buf: &[u8]) -> TxBuf {
-        TxBuf { data: Bytes::copy_from_slice(buf), charge: None }
+        TxBuf {
+            data: Bytes::copy_from_slice(buf),
+            charge: None,
+        }
     }
 
     fn dgram_buf_from_slice(buf: &[u8]) -> Vec<u8> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Counters, TxBuf, TxBudget};
+use crate::{Counters, TxBudget, TxBuf};
 
 /// What buffers and their descriptor share: the bytes charged and not yet freed.
 #[derive(Debug, Default)]
@@ -60,7 +60,8 @@ impl AttachedDesc {
         }
         self.shared.outstanding.fetch_add(len, Relaxed);
         self.queued += len;
-        self.queue.push_back(TxBuf::charged(data, self.shared.clone(), self.budget.clone()));
+        self.queue
+            .push_back(TxBuf::charged(data, self.shared.clone(), self.budget.clone()));
         Ok(())
     }
 
@@ -99,7 +100,11 @@ impl AttachedDesc {
         self.queued = 0;
         let counters = self.budget.counters().clone();
         counters.descs_released.inc();
-        ReleasedDesc { id: self.id, shared: self.shared.clone(), counters }
+        ReleasedDesc {
+            id: self.id,
+            shared: self.shared.clone(),
+            counters,
+        }
     }
 }
 
@@ -160,7 +165,10 @@ impl Drop for ReleasedDesc {
 
 impl fmt::Debug for ReleasedDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReleasedDesc").field("id", &self.id).field("outstanding", &self.outstanding()).finish()
+        f.debug_struct("ReleasedDesc")
+            .field("id", &self.id)
+            .field("outstanding", &self.outstanding())
+            .finish()
     }
 }
 
@@ -186,7 +194,8 @@ mod tests {
     fn full_budget_refuses_then_reports_room_once_bytes_are_freed() {
         let (counters, budget) = budget(10);
         let sink: Arc<CountingSink> = Arc::new(CountingSink(AtomicUsize::new(0)));
-        let weak: std::sync::Weak<dyn crate::RoomSink> = Arc::downgrade(&(sink.clone() as Arc<dyn crate::RoomSink>));
+        let weak: std::sync::Weak<dyn crate::RoomSink> =
+            Arc::downgrade(&(sink.clone() as Arc<dyn crate::RoomSink>));
         budget.attach_sink(weak);
         let mut a = AttachedDesc::new(0, &budget);
         a.push(Bytes::from(vec![1; 8])).unwrap();

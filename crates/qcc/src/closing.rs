@@ -24,7 +24,12 @@ pub struct Closing {
 impl Closing {
     pub(crate) fn new(conn: Transport, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
         counters.closing.inc();
-        Closing { conn, descs, counters, close_sent: false }
+        Closing {
+            conn,
+            descs,
+            counters,
+            close_sent: false,
+        }
     }
 
     /// Feeds one received datagram.
@@ -49,7 +54,11 @@ impl Closing {
     pub fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<Transmit> {
         for _ in 0..2 {
             if let Ok((len, info)) = self.conn.send(out) {
-                return Some(Transmit { len, to: info.to, from: info.from });
+                return Some(Transmit {
+                    len,
+                    to: info.to,
+                    from: info.from,
+                });
             }
             if !self.close_when_drained() {
                 break;
@@ -99,8 +108,12 @@ impl Closing {
         let mut scratch = [0u8; 4096];
         for id in readable {
             if id % 4 == 0 {
-                let _ = self.conn.stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
-                let _ = self.conn.stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+                let _ = self
+                    .conn
+                    .stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
+                let _ = self
+                    .conn
+                    .stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
             } else {
                 // The HTTP/3 state is gone: unidirectional stream bytes are read and dropped.
                 while matches!(self.conn.stream_recv(id, &mut scratch), Ok((n, _)) if n > 0) {}

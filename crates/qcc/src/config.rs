@@ -79,9 +79,18 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A server with the certificate chain and key from PEM files, announcing ALPN `h3`.
-    pub fn new(cert_chain_pem: &Path, key_pem: &Path, params: &TransportParams, limits: Limits) -> Result<Self, Error> {
+    pub fn new(
+        cert_chain_pem: &Path,
+        key_pem: &Path,
+        params: &TransportParams,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         let mut quic = quiche::Config::new(quiche::PROTOCOL_VERSION)?;
-        let path = |p: &Path| p.to_str().map(str::to_owned).ok_or_else(|| Error::Config(format!("{p:?} is not UTF-8")));
+        let path = |p: &Path| {
+            p.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Config(format!("{p:?} is not UTF-8")))
+        };
         quic.load_cert_chain_from_pem_file(&path(cert_chain_pem)?)
             .map_err(|e| Error::Config(format!("certificate chain {}: {e}", cert_chain_pem.display())))?;
         quic.load_priv_key_from_pem_file(&path(key_pem)?)
@@ -102,7 +111,11 @@ impl ServerConfig {
         quic.set_disable_active_migration(false);
         quic.enable_early_data();
         let h3 = quiche::h3::Config::new()?;
-        Ok(ServerConfig { quic, h3: Arc::new(h3), limits })
+        Ok(ServerConfig {
+            quic,
+            h3: Arc::new(h3),
+            limits,
+        })
     }
 
     /// quiche's own configuration, for settings this type does not name.

@@ -12,7 +12,7 @@ use quiche::h3::{self, Header};
 use quiche::{ConnectionId, RecvInfo, Shutdown};
 
 use crate::table::StreamTable;
-use crate::wakeup::{Wakeup, Waker};
+use crate::wakeup::{Waker, Wakeup};
 use crate::{AbortCause, Closing, Error, Event, Limits, ServerConfig};
 
 /// A datagram to send, written into the caller's buffer by `poll_transmit`.
@@ -108,17 +108,24 @@ impl Connection {
         waker: Option<Arc<dyn Waker>>,
         now: Instant,
     ) -> Result<Self, Error> {
-        let conn = quiche::accept_with_buf_factory::<TxBufFactory>(scid, odcid, local, peer, &mut config.quic)?;
+        let conn =
+            quiche::accept_with_buf_factory::<TxBufFactory>(scid, odcid, local, peer, &mut config.quic)?;
         counters.connections.inc();
         let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
         let wakeup = Arc::new(Wakeup::new(waker));
         let sink: Weak<dyn RoomSink> = Arc::downgrade(&wakeup) as Weak<dyn RoomSink>;
         budget.attach_sink(sink);
         Ok(Connection {
-            live: LiveToken { counters, released: false },
+            live: LiveToken {
+                counters,
+                released: false,
+            },
             streams: StreamTable::default(),
             opening: BTreeMap::new(),
-            timers: Timers { handshake: Some(now + config.limits.handshake_timeout), idle_since: None },
+            timers: Timers {
+                handshake: Some(now + config.limits.handshake_timeout),
+                idle_since: None,
+            },
             wakeup,
             h3: None,
             h3_config: config.h3.clone(),
@@ -167,14 +174,32 @@ impl Connection {
         self.conn.timeout().map(|d| now + d)
     }
 
-    /// When `handle_timeout` must run next.
+    /// The connection layer's own next timer (handshake, http-request, keep-alive), on the caller's clock.
+    pub fn own_timeout(&self) -> Option<Instant> {
+        [
+            self.timers.handshake,
+            self.http_request_deadline(),
+            self.keep_alive_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When `handle_timeout` must run next: the earlier of [`Connection::own_timeout`] and
+    /// [`Connection::transport_timeout`].
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        let ours = [self.timers.handshake, self.http_request_deadline(), self.keep_alive_deadline()];
-        ours.into_iter().flatten().chain(self.transport_timeout(now)).min()
+        self.own_timeout()
+            .into_iter()
+            .chain(self.transport_timeout(now))
+            .min()
     }
 
     fn http_request_deadline(&self) -> Option<Instant> {
-        self.opening.values().min().map(|t| *t + self.limits.http_request_timeout)
+        self.opening
+            .values()
+            .min()
+            .map(|t| *t + self.limits.http_request_timeout)
     }
 
     fn keep_alive_deadline(&self) -> Option<Instant> {
@@ -214,7 +239,12 @@ impl Connection {
         }
         if self.http_request_deadline().is_some_and(|t| t <= now) {
             let limit = self.limits.http_request_timeout;
-            let expired: Vec<u64> = self.opening.iter().filter(|(_, t)| **t + limit <= now).map(|(id, _)| *id).collect();
+            let expired: Vec<u64> = self
+                .opening
+                .iter()
+                .filter(|(_, t)| **t + limit <= now)
+                .map(|(id, _)| *id)
+                .collect();
             for id in expired {
                 self.opening.remove(&id);
                 self.refuse(id);
@@ -241,7 +271,7 @@ impl Connection {
             // once HTTP/3 has buffered its bytes.
             self.track_opening(now);
             self.poll_h3();
-            self.check_stopped();
+            self.check_transport();
             self.resume_rx();
             // Credit may have come back with this input: blocked streams try again.
             let flow = std::mem::take(&mut self.streams.wait.flow);
@@ -249,7 +279,10 @@ impl Connection {
         }
         self.handle_room();
         self.streams.sweep_descs();
-        self.timers.idle_since = match (self.streams.is_empty() && self.opening.is_empty(), self.timers.idle_since) {
+        self.timers.idle_since = match (
+            self.streams.is_empty() && self.opening.is_empty(),
+            self.timers.idle_since,
+        ) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(now),
             (false, _) => None,
@@ -277,7 +310,9 @@ impl Connection {
             h3::Event::Headers { list, more_frames } => self.on_headers(id, &list, more_frames),
             h3::Event::Data => self.fill_rx(id),
             h3::Event::Finished => {
-                let Some(stream) = self.streams.get_mut(id) else { return };
+                let Some(stream) = self.streams.get_mut(id) else {
+                    return;
+                };
                 if let Some(code) = stream.peer_reset_code(&mut self.conn) {
                     stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
@@ -324,11 +359,16 @@ impl Connection {
             // STOP_SENDING came before (or with) the request (HAProxy #2563, #2372): nobody wants the
             // answer, so the request never reaches the upper side.
             tracing::debug!(conn = %self.conn.trace_id(), stream = id, reason = %verdict, "request already stopped");
-            self.streams.release(id, &mut self.conn, codes::H3_REQUEST_CANCELLED);
+            self.streams
+                .release(id, &mut self.conn, codes::H3_REQUEST_CANCELLED);
             return;
         }
         match parsed {
-            Ok(head) => self.events.push_back(Event::Request { stream: id, head, end: !more_frames }),
+            Ok(head) => self.events.push_back(Event::Request {
+                stream: id,
+                head,
+                end: !more_frames,
+            }),
             Err(e) => {
                 // The upper side never saw this request: release it without an event.
                 tracing::debug!(conn = %self.conn.trace_id(), stream = id, error = %e, "malformed request");
@@ -338,7 +378,9 @@ impl Connection {
     }
 
     fn fill_rx(&mut self, id: u64) {
-        let (Some(h3), Some(stream)) = (self.h3.as_mut(), self.streams.get_mut(id)) else { return };
+        let (Some(h3), Some(stream)) = (self.h3.as_mut(), self.streams.get_mut(id)) else {
+            return;
+        };
         match stream.fill_rx(h3, &mut self.conn) {
             Ok(_) => self.after_rx(id),
             Err(e) => self.fail_stream(id, e),
@@ -347,7 +389,9 @@ impl Connection {
 
     /// After the Rx side moved: keep the recv list and the readable event up to date.
     fn after_rx(&mut self, id: u64) {
-        let Some(stream) = self.streams.get_mut(id) else { return };
+        let Some(stream) = self.streams.get_mut(id) else {
+            return;
+        };
         let (blocked, readable) = (stream.rx_blocked(), stream.take_readable());
         if blocked {
             self.streams.wait.recv.insert(id);
@@ -383,14 +427,21 @@ impl Connection {
         }
     }
 
-    /// quiche reports STOP_SENDING on the next write: look at every stream whose response is not done.
-    fn check_stopped(&mut self) {
+    /// Aborts that quiche does not report as HTTP/3 events: STOP_SENDING shows on the next write, and a
+    /// RESET_STREAM after the client's FIN empties the stream without a word.
+    fn check_transport(&mut self) {
         for id in self.streams.ids() {
-            let Some(stream) = self.streams.get_mut(id) else { continue };
-            if stream.response_done() {
+            let Some(stream) = self.streams.get_mut(id) else {
                 continue;
-            }
-            if let Some(verdict) = stream.transport_verdict(&mut self.conn) {
+            };
+            let verdict = if stream.rx_vanished(&self.conn) {
+                Some(StreamError::Gone)
+            } else if !stream.response_done() {
+                stream.transport_verdict(&mut self.conn)
+            } else {
+                None
+            };
+            if let Some(verdict) = verdict {
                 self.fail_stream(id, verdict);
             }
         }
@@ -406,8 +457,12 @@ impl Connection {
 
     /// Refuses a stream the connection will not serve (after GOAWAY, or a timed-out request head).
     fn refuse(&mut self, id: u64) {
-        let _ = self.conn.stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
-        let _ = self.conn.stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+        let _ = self
+            .conn
+            .stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
+        let _ = self
+            .conn
+            .stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
     }
 
     fn fail_stream(&mut self, id: u64, error: StreamError) {
@@ -420,7 +475,11 @@ impl Connection {
                     StreamError::Gone => AbortCause::TransportDiscarded,
                     StreamError::Connection(_) => unreachable!("connection errors have no stream code"),
                 };
-                let code = if matches!(cause, AbortCause::Malformed(_)) { codes::H3_MESSAGE_ERROR } else { code };
+                let code = if matches!(cause, AbortCause::Malformed(_)) {
+                    codes::H3_MESSAGE_ERROR
+                } else {
+                    code
+                };
                 self.end_stream(id, Some(cause), code);
             }
             None => {
@@ -437,7 +496,11 @@ impl Connection {
     fn end_stream(&mut self, id: u64, cause: Option<AbortCause>, code: u64) {
         if let Some(upper) = self.streams.release(id, &mut self.conn, code) {
             self.events.push_back(match cause {
-                Some(cause) => Event::StreamAborted { stream: id, upper, cause },
+                Some(cause) => Event::StreamAborted {
+                    stream: id,
+                    upper,
+                    cause,
+                },
                 None => Event::StreamClosed { stream: id, upper },
             });
         }
@@ -462,7 +525,13 @@ impl Connection {
         self.flush_streams();
         let sent = loop {
             match self.conn.send(out) {
-                Ok((len, info)) => break Some(Transmit { len, to: info.to, from: info.from }),
+                Ok((len, info)) => {
+                    break Some(Transmit {
+                        len,
+                        to: info.to,
+                        from: info.from,
+                    })
+                }
                 Err(quiche::Error::Done) => break None,
                 Err(e) => {
                     tracing::debug!(conn = %self.conn.trace_id(), error = %e, "send failed");
@@ -569,7 +638,9 @@ impl Connection {
     /// Aborts a stream from the upper side (RESET_STREAM and STOP_SENDING with `code`) and releases it.
     /// Returns its upper handle.
     pub fn reset_stream(&mut self, stream: u64, code: u64) -> Result<Option<u64>, Error> {
-        self.streams.release(stream, &mut self.conn, code).ok_or(Error::StreamGone(stream))
+        self.streams
+            .release(stream, &mut self.conn, code)
+            .ok_or(Error::StreamGone(stream))
     }
 
     /// Graceful shutdown: GOAWAY, refuse new requests, let the ones in progress finish.
@@ -617,7 +688,17 @@ impl Connection {
     /// 6. hand the transport to [`Closing`], which sends CONNECTION_CLOSE once every descriptor is drained
     ///    (or at once if the transport is already closing).
     pub fn release(self, _now: Instant) -> Released {
-        let Connection { mut live, mut streams, opening, timers, wakeup, h3, mut conn, budget, .. } = self;
+        let Connection {
+            mut live,
+            mut streams,
+            opening,
+            timers,
+            wakeup,
+            h3,
+            mut conn,
+            budget,
+            ..
+        } = self;
         drop((timers, opening));
         let orphans = streams.release_all(&mut conn, codes::H3_REQUEST_CANCELLED);
         budget.detach_sink();
@@ -626,21 +707,34 @@ impl Connection {
         let counters = live.counters.clone();
         live.released = true;
         drop(live);
-        Released { closing: Closing::new(conn, streams.take_descs(), counters), orphans }
+        Released {
+            closing: Closing::new(conn, streams.take_descs(), counters),
+            orphans,
+        }
     }
 
     /// The release with steps 2 and 4 swapped and step 3 skipped: the 2.9.6 order. Exists only to prove
     /// that the counters catch it.
     #[cfg(feature = "test-hooks")]
     pub fn release_in_wrong_order(self, _now: Instant) -> Released {
-        let Connection { mut live, mut streams, wakeup, h3, mut conn, .. } = self;
+        let Connection {
+            mut live,
+            mut streams,
+            wakeup,
+            h3,
+            mut conn,
+            ..
+        } = self;
         drop(wakeup);
         let orphans = streams.release_all(&mut conn, codes::H3_REQUEST_CANCELLED);
         drop(h3);
         let counters = live.counters.clone();
         live.released = true;
         drop(live);
-        Released { closing: Closing::new(conn, streams.take_descs(), counters), orphans }
+        Released {
+            closing: Closing::new(conn, streams.take_descs(), counters),
+            orphans,
+        }
     }
 }
 
@@ -682,7 +776,8 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("trace_id", &self.conn.trace_id())
-            .field("streams", &self.streams.len())
+            .field("streams", &self.streams)
+            .field("opening", &self.opening)
             .field("goaway", &self.goaway)
             .finish_non_exhaustive()
     }

@@ -31,7 +31,10 @@ pub struct CidRouter<W> {
 impl<W: Copy + PartialEq> CidRouter<W> {
     /// A router for servers whose CIDs are `cid_len` bytes long (short headers carry no length).
     pub fn new(cid_len: usize) -> Self {
-        CidRouter { cid_len, by_cid: HashMap::new() }
+        CidRouter {
+            cid_len,
+            by_cid: HashMap::new(),
+        }
     }
 
     /// `cid` now routes to `owner`.
@@ -56,12 +59,16 @@ impl<W: Copy + PartialEq> CidRouter<W> {
 
     /// Decides where `datagram` goes from its first packet's header.
     pub fn route(&self, datagram: &mut [u8]) -> Route<W> {
-        let Ok(hdr) = quiche::Header::from_slice(datagram, self.cid_len) else { return Route::Drop };
+        let Ok(hdr) = quiche::Header::from_slice(datagram, self.cid_len) else {
+            return Route::Drop;
+        };
         if let Some(owner) = self.by_cid.get(hdr.dcid.as_ref()) {
             return Route::Owner(*owner);
         }
         match hdr.ty {
-            quiche::Type::Initial => Route::New { dcid: hdr.dcid.to_vec() },
+            quiche::Type::Initial => Route::New {
+                dcid: hdr.dcid.to_vec(),
+            },
             _ => Route::Drop,
         }
     }

@@ -29,7 +29,12 @@ impl WaitLists {
 
     /// Which lists hold `id`: send, flow, budget, recv.
     pub(crate) fn membership(&self, id: u64) -> [bool; 4] {
-        [self.send.contains(&id), self.flow.contains(&id), self.budget.contains(&id), self.recv.contains(&id)]
+        [
+            self.send.contains(&id),
+            self.flow.contains(&id),
+            self.budget.contains(&id),
+            self.recv.contains(&id),
+        ]
     }
 }
 
@@ -89,7 +94,9 @@ impl StreamTable {
     pub(crate) fn release_all(&mut self, conn: &mut Transport, code: u64) -> Vec<(u64, Option<u64>)> {
         let mut ids = self.ids();
         ids.sort_unstable();
-        ids.into_iter().filter_map(|id| self.release(id, conn, code).map(|upper| (id, upper))).collect()
+        ids.into_iter()
+            .filter_map(|id| self.release(id, conn, code).map(|upper| (id, upper)))
+            .collect()
     }
 
     /// Frees the released descriptors whose bytes are all acknowledged or discarded.

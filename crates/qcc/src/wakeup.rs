@@ -19,7 +19,10 @@ pub(crate) struct Wakeup {
 
 impl Wakeup {
     pub(crate) fn new(waker: Option<Arc<dyn Waker>>) -> Self {
-        Wakeup { room: AtomicBool::new(false), waker }
+        Wakeup {
+            room: AtomicBool::new(false),
+            waker,
+        }
     }
 
     /// True once after the budget reported room.

@@ -83,8 +83,12 @@ impl StreamError {
 impl From<quiche::h3::Error> for StreamError {
     fn from(e: quiche::h3::Error) -> Self {
         match e {
-            quiche::h3::Error::TransportError(quiche::Error::StreamStopped(code)) => StreamError::Stopped(code),
-            quiche::h3::Error::TransportError(quiche::Error::StreamReset(code)) => StreamError::PeerReset(code),
+            quiche::h3::Error::TransportError(quiche::Error::StreamStopped(code)) => {
+                StreamError::Stopped(code)
+            }
+            quiche::h3::Error::TransportError(quiche::Error::StreamReset(code)) => {
+                StreamError::PeerReset(code)
+            }
             other => StreamError::Connection(other),
         }
     }

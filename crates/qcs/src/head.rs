@@ -5,7 +5,13 @@ use quiche::h3::{Header, NameValue};
 use crate::StreamError;
 
 /// Header fields that are specific to a connection and must not appear in HTTP/3 (RFC 9114, 4.2).
-const CONNECTION_SPECIFIC: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"];
+const CONNECTION_SPECIFIC: [&[u8]; 5] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"upgrade",
+];
 
 /// A request's pseudo-header fields and regular fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +35,11 @@ fn text(value: &[u8], what: &'static str) -> Result<String, StreamError> {
 }
 
 fn check_field(name: &[u8], value: &[u8]) -> Result<(), StreamError> {
-    if name.is_empty() || name.iter().any(|b| b.is_ascii_uppercase() || *b <= b' ' || *b == 0x7f) {
+    if name.is_empty()
+        || name
+            .iter()
+            .any(|b| b.is_ascii_uppercase() || *b <= b' ' || *b == 0x7f)
+    {
         return Err(StreamError::Malformed("invalid field name"));
     }
     if value.iter().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
@@ -85,16 +95,29 @@ impl RequestHead {
             }
             headers.push(field.clone());
         }
-        let method = method.filter(|m| !m.is_empty()).ok_or(StreamError::Malformed("missing :method"))?;
+        let method = method
+            .filter(|m| !m.is_empty())
+            .ok_or(StreamError::Malformed("missing :method"))?;
         if method == "CONNECT" {
             if scheme.is_some() || path.is_some() {
                 return Err(StreamError::Malformed(":scheme or :path in CONNECT"));
             }
             let authority = authority.ok_or(StreamError::Malformed("CONNECT without :authority"))?;
-            return Ok(RequestHead { method, scheme: String::new(), authority, path: String::new(), headers, content_length });
+            return Ok(RequestHead {
+                method,
+                scheme: String::new(),
+                authority,
+                path: String::new(),
+                headers,
+                content_length,
+            });
         }
-        let scheme = scheme.filter(|s| !s.is_empty()).ok_or(StreamError::Malformed("missing :scheme"))?;
-        let path = path.filter(|p| !p.is_empty()).ok_or(StreamError::Malformed("missing :path"))?;
+        let scheme = scheme
+            .filter(|s| !s.is_empty())
+            .ok_or(StreamError::Malformed("missing :scheme"))?;
+        let path = path
+            .filter(|p| !p.is_empty())
+            .ok_or(StreamError::Malformed("missing :path"))?;
         let authority = match (authority, host) {
             (Some(a), Some(h)) if a != h => return Err(StreamError::Malformed(":authority and host differ")),
             (Some(a), _) => a,
@@ -104,12 +127,22 @@ impl RequestHead {
             }
             (None, None) => String::new(),
         };
-        Ok(RequestHead { method, scheme, authority, path, headers, content_length })
+        Ok(RequestHead {
+            method,
+            scheme,
+            authority,
+            path,
+            headers,
+            content_length,
+        })
     }
 
     /// The value of the first regular field called `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.name() == name.as_bytes()).map(|h| h.value())
+        self.headers
+            .iter()
+            .find(|h| h.name() == name.as_bytes())
+            .map(|h| h.value())
     }
 }
 
@@ -136,7 +169,10 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// A response with `status` and no field.
     pub fn new(status: u16) -> Self {
-        ResponseHead { status, headers: Vec::new() }
+        ResponseHead {
+            status,
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a field.
@@ -160,7 +196,8 @@ pub(crate) fn sanitize(fields: &[Header]) -> Vec<Header> {
         .iter()
         .filter_map(|h| {
             let name = h.name().to_ascii_lowercase();
-            let drop = name.starts_with(b":") || CONNECTION_SPECIFIC.contains(&name.as_slice()) || name == b"te";
+            let drop =
+                name.starts_with(b":") || CONNECTION_SPECIFIC.contains(&name.as_slice()) || name == b"te";
             (!drop).then(|| Header::new(&name, h.value()))
         })
         .collect()
@@ -171,18 +208,29 @@ mod tests {
     use super::*;
 
     fn req(fields: &[(&str, &str)]) -> Result<RequestHead, StreamError> {
-        let list: Vec<Header> = fields.iter().map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes())).collect();
+        let list: Vec<Header> = fields
+            .iter()
+            .map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes()))
+            .collect();
         RequestHead::parse(&list)
     }
 
-    const BASE: [(&str, &str); 4] = [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/x")];
+    const BASE: [(&str, &str); 4] = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "a.test"),
+        (":path", "/x"),
+    ];
 
     #[test]
     fn accepts_a_plain_request() {
         let mut f = BASE.to_vec();
         f.push(("content-length", "12"));
         let head = req(&f).unwrap();
-        assert_eq!((head.method.as_str(), head.authority.as_str(), head.path.as_str()), ("GET", "a.test", "/x"));
+        assert_eq!(
+            (head.method.as_str(), head.authority.as_str(), head.path.as_str()),
+            ("GET", "a.test", "/x")
+        );
         assert_eq!(head.content_length, Some(12));
         assert_eq!(head.header("content-length"), Some(&b"12"[..]));
     }
@@ -216,7 +264,9 @@ mod tests {
 
     #[test]
     fn response_fields_are_sanitized() {
-        let head = ResponseHead::new(200).with_header("Content-Type", "text/plain").with_header("connection", "close");
+        let head = ResponseHead::new(200)
+            .with_header("Content-Type", "text/plain")
+            .with_header("connection", "close");
         let fields = head.to_fields();
         assert_eq!(fields.len(), 2);
         assert_eq!(fields[0].name(), b":status");

@@ -14,7 +14,11 @@ pub(crate) struct RxBuf {
 
 impl RxBuf {
     pub(crate) fn new(cap: usize) -> Self {
-        RxBuf { chunks: VecDeque::new(), len: 0, cap: cap.max(1) }
+        RxBuf {
+            chunks: VecDeque::new(),
+            len: 0,
+            cap: cap.max(1),
+        }
     }
 
     pub(crate) fn room(&self) -> usize {
@@ -33,7 +37,11 @@ impl RxBuf {
     /// Up to `max` bytes from the front.
     pub(crate) fn take(&mut self, max: usize) -> Option<Bytes> {
         let front = self.chunks.front_mut()?;
-        let out = if front.len() > max { front.split_to(max) } else { self.chunks.pop_front()? };
+        let out = if front.len() > max {
+            front.split_to(max)
+        } else {
+            self.chunks.pop_front()?
+        };
         self.len -= out.len();
         Some(out)
     }

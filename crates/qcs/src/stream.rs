@@ -121,7 +121,11 @@ impl Stream {
 
     /// Accepts the request's header section: the stream opens (or is half-closed remote at once when no
     /// body follows).
-    pub fn on_request_headers(&mut self, list: &[Header], more_frames: bool) -> Result<RequestHead, StreamError> {
+    pub fn on_request_headers(
+        &mut self,
+        list: &[Header],
+        more_frames: bool,
+    ) -> Result<RequestHead, StreamError> {
         let head = RequestHead::parse(list)?;
         self.content_length = head.content_length;
         self.state = State::Open;
@@ -219,7 +223,10 @@ impl Stream {
 
     /// Queues the response head; [`Stream::flush`] sends it. `end` means no body follows.
     pub fn send_head(&mut self, head: &ResponseHead, end: bool) {
-        debug_assert!(!self.head_sent && self.head_out.is_none(), "response head sent twice");
+        debug_assert!(
+            !self.head_sent && self.head_out.is_none(),
+            "response head sent twice"
+        );
         self.head_out = Some(head.to_fields());
         self.fin_queued |= end;
     }
@@ -227,7 +234,10 @@ impl Stream {
     /// Queues response body. When the Tx budget is full the bytes come back: the caller waits for room.
     pub fn send_body(&mut self, data: Bytes) -> Result<(), Bytes> {
         debug_assert!(!self.fin_queued, "body after the end of the response");
-        self.desc.as_mut().expect("an unreleased stream has its descriptor").push(data)
+        self.desc
+            .as_mut()
+            .expect("an unreleased stream has its descriptor")
+            .push(data)
     }
 
     /// Queues the end of the response, with trailers if any.
@@ -273,7 +283,10 @@ impl Stream {
         if !self.head_sent {
             return Ok(Flush::Idle);
         }
-        let desc = self.desc.as_mut().expect("an unreleased stream has its descriptor");
+        let desc = self
+            .desc
+            .as_mut()
+            .expect("an unreleased stream has its descriptor");
         while let Some(mut buf) = desc.pop_front() {
             let len = buf.len();
             let fin = self.fin_queued && desc.queued() == 0 && self.trailers_out.is_none();
@@ -323,6 +336,12 @@ impl Stream {
         }
         self.on_local_fin();
         Ok(Flush::Finished)
+    }
+
+    /// True when the transport finished the request side without the HTTP/3 layer reporting its end: a
+    /// RESET_STREAM that followed the client's FIN made quiche 0.30 drop the unread bytes silently.
+    pub fn rx_vanished(&self, conn: &Transport) -> bool {
+        !self.rx_fin && conn.stream_finished(self.id)
     }
 
     /// quiche answers `Done` both for "no credit now" and for a stream it already discarded.
@@ -417,6 +436,16 @@ impl Drop for Stream {
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream").field("id", &self.id).field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Stream")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("rx_fin", &self.rx_fin)
+            .field("rx_total", &self.rx_total)
+            .field("rx_blocked", &self.rx_blocked)
+            .field("head_sent", &self.head_sent)
+            .field("fin_queued", &self.fin_queued)
+            .field("fin_sent", &self.fin_sent)
+            .field("queued_tx", &self.queued_tx())
+            .finish_non_exhaustive()
     }
 }

@@ -12,9 +12,14 @@ use crate::harness::cert_files;
 #[test]
 fn scenario_15_datagrams_reach_the_owning_worker() {
     let (cert, key) = cert_files();
-    let params = qcc::TransportParams { max_ack_delay_ms: 1, initial_rtt: Duration::from_millis(10), ..Default::default() };
-    let mut configs: Vec<ServerConfig> =
-        (0..2).map(|_| ServerConfig::new(cert, key, &params, Limits::default()).unwrap()).collect();
+    let params = qcc::TransportParams {
+        max_ack_delay_ms: 1,
+        initial_rtt: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let mut configs: Vec<ServerConfig> = (0..2)
+        .map(|_| ServerConfig::new(cert, key, &params, Limits::default()).unwrap())
+        .collect();
     let counters = Arc::new(Counters::default());
     let server: SocketAddr = "127.0.0.1:4433".parse().unwrap();
     let mut router: CidRouter<usize> = CidRouter::new(16);
@@ -22,12 +27,16 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
     let mut clients = Vec::new();
     for i in 0..2u8 {
         let mut cc = quiche::Config::new(quiche::PROTOCOL_VERSION).unwrap();
-        cc.set_application_protos(quiche::h3::APPLICATION_PROTOCOL).unwrap();
+        cc.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
+            .unwrap();
         cc.verify_peer(false);
         cc.set_initial_rtt(Duration::from_millis(10));
         let addr: SocketAddr = format!("127.0.0.1:{}", 50000 + i as u16).parse().unwrap();
         let scid = quiche::ConnectionId::from_vec(vec![i + 1; 16]);
-        clients.push((quiche::connect(Some("localhost"), &scid, addr, server, &mut cc).unwrap(), addr));
+        clients.push((
+            quiche::connect(Some("localhost"), &scid, addr, server, &mut cc).unwrap(),
+            addr,
+        ));
     }
     let mut buf = vec![0; 65535];
     let mut routed = [0usize; 2];
@@ -41,9 +50,20 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                     Route::Owner(w) => w,
                     Route::New { dcid } => {
                         // Worker c accepts client c; both the client's DCID and ours route to it.
-                        let scid = quiche::ConnectionId::from_vec((0..16).map(|b| b as u8 ^ (c as u8 * 16 + 7)).collect());
-                        let conn = Connection::accept(&mut configs[c], &scid, None, server, *addr, counters.clone(), None, now)
-                            .unwrap();
+                        let scid = quiche::ConnectionId::from_vec(
+                            (0..16).map(|b| b as u8 ^ (c as u8 * 16 + 7)).collect(),
+                        );
+                        let conn = Connection::accept(
+                            &mut configs[c],
+                            &scid,
+                            None,
+                            server,
+                            *addr,
+                            counters.clone(),
+                            None,
+                            now,
+                        )
+                        .unwrap();
                         router.insert(&dcid, c);
                         router.insert(scid.as_ref(), c);
                         workers[c] = Some(conn);
@@ -53,7 +73,11 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                 };
                 assert_eq!(owner, c, "a datagram of client {c} was routed to worker {owner}");
                 routed[c] += 1;
-                workers[owner].as_mut().unwrap().handle_datagram(now, &mut dgram, *addr, server).ok();
+                workers[owner]
+                    .as_mut()
+                    .unwrap()
+                    .handle_datagram(now, &mut dgram, *addr, server)
+                    .ok();
             }
         }
         for (w, conn) in workers.iter_mut().enumerate() {
@@ -66,13 +90,25 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                 if w == 0 && !lost_first_flight {
                     continue;
                 }
-                client.recv(&mut buf[..t.len], quiche::RecvInfo { from: server, to: *addr }).ok();
+                client
+                    .recv(
+                        &mut buf[..t.len],
+                        quiche::RecvInfo {
+                            from: server,
+                            to: *addr,
+                        },
+                    )
+                    .ok();
             }
             if w == 0 {
                 lost_first_flight = true;
             }
         }
-        if workers.iter().all(|c| c.as_ref().is_some_and(|c| c.is_established())) && clients.iter().all(|(c, _)| c.is_established()) {
+        if workers
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|c| c.is_established()))
+            && clients.iter().all(|(c, _)| c.is_established())
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -83,7 +119,10 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
             conn.handle_timeout(Instant::now());
         }
     }
-    assert!(clients.iter().all(|(c, _)| c.is_established()), "handshakes did not complete");
+    assert!(
+        clients.iter().all(|(c, _)| c.is_established()),
+        "handshakes did not complete"
+    );
     assert!(routed.iter().all(|n| *n >= 2));
     for (w, slot) in workers.iter_mut().enumerate() {
         let released = slot.take().unwrap().release(Instant::now());

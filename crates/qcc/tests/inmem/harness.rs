@@ -56,7 +56,12 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { loss: 0.0, dup: 0.0, reorder: 0.0, mtu: 1350 }
+        Knobs {
+            loss: 0.0,
+            dup: 0.0,
+            reorder: 0.0,
+            mtu: 1350,
+        }
     }
 }
 
@@ -96,7 +101,12 @@ impl Net {
     }
 
     fn push(&mut self, dir: Dir, dgram: Vec<u8>) {
-        assert!(dgram.len() <= self.knobs.mtu, "a {}-byte datagram over the {}-byte MTU", dgram.len(), self.knobs.mtu);
+        assert!(
+            dgram.len() <= self.knobs.mtu,
+            "a {}-byte datagram over the {}-byte MTU",
+            dgram.len(),
+            self.knobs.mtu
+        );
         let (queue, dropped) = match dir {
             Dir::ToServer => (&mut self.to_server, self.drop_to_server),
             Dir::ToClient => (&mut self.to_client, self.drop_to_client),
@@ -162,7 +172,10 @@ impl Clock {
 
 #[derive(Debug)]
 enum Kind {
-    Bytes { total: u64, trailers: bool },
+    Bytes {
+        total: u64,
+        trailers: bool,
+    },
     Echo,
     Sink,
     Hold,
@@ -203,11 +216,22 @@ impl App {
             Event::Request { stream, head, .. } => {
                 let path = head.path.clone();
                 self.requests.push((stream, head));
-                let num = |p: &str| p.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let num = |p: &str| {
+                    p.rsplit('/')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
                 let kind = if path.starts_with("/bytes/") {
-                    Kind::Bytes { total: num(&path), trailers: false }
+                    Kind::Bytes {
+                        total: num(&path),
+                        trailers: false,
+                    }
                 } else if path.starts_with("/trailers/") {
-                    Kind::Bytes { total: num(&path), trailers: true }
+                    Kind::Bytes {
+                        total: num(&path),
+                        trailers: true,
+                    }
                 } else if path == "/echo" {
                     Kind::Echo
                 } else if path == "/sink" {
@@ -226,7 +250,9 @@ impl App {
                         let head = ResponseHead::new(200).with_header("content-length", total.to_string());
                         conn.send_response(stream, &head, false).unwrap();
                     }
-                    Kind::Echo => conn.send_response(stream, &ResponseHead::new(200), false).unwrap(),
+                    Kind::Echo => conn
+                        .send_response(stream, &ResponseHead::new(200), false)
+                        .unwrap(),
                     Kind::Sink | Kind::Hold | Kind::Stall => {}
                 }
                 let st = AppStream {
@@ -242,7 +268,10 @@ impl App {
                 self.pump(conn, stream);
             }
             Event::Readable { stream } => {
-                let stalled = self.streams.get(&stream).is_some_and(|s| matches!(s.kind, Kind::Stall));
+                let stalled = self
+                    .streams
+                    .get(&stream)
+                    .is_some_and(|s| matches!(s.kind, Kind::Stall));
                 if !self.dont_read && !stalled {
                     self.read(conn, stream);
                 }
@@ -272,8 +301,12 @@ impl App {
 
     fn read(&mut self, conn: &mut Connection, stream: u64) {
         loop {
-            let Ok(read) = conn.read_body(stream, 64 * 1024) else { return };
-            let Some(st) = self.streams.get_mut(&stream) else { return };
+            let Ok(read) = conn.read_body(stream, 64 * 1024) else {
+                return;
+            };
+            let Some(st) = self.streams.get_mut(&stream) else {
+                return;
+            };
             match read {
                 BodyRead::Data(data) => {
                     st.received += data.len() as u64;
@@ -304,7 +337,9 @@ impl App {
 
     fn pump(&mut self, conn: &mut Connection, stream: u64) {
         let chunk = if self.chunk == 0 { 16 * 1024 } else { self.chunk };
-        let Some(st) = self.streams.get_mut(&stream) else { return };
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if st.finished {
             return;
         }
@@ -474,7 +509,9 @@ impl Pair {
         let (client_addr, server_addr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
         let client = quiche::connect(Some("localhost"), &scid, client_addr, server_addr, &mut cc).unwrap();
         let mut server_config = server_config;
-        server_config.quic_mut().set_max_send_udp_payload_size(setup.knobs.mtu);
+        server_config
+            .quic_mut()
+            .set_max_send_udp_payload_size(setup.knobs.mtu);
         Pair {
             counters: Arc::new(Counters::default()),
             server: Server::Pending,
@@ -488,7 +525,9 @@ impl Pair {
                 dont_read: false,
             },
             net: Net::new(setup.seed ^ 0x5eed, setup.knobs),
-            clock: Clock { offset: Duration::ZERO },
+            clock: Clock {
+                offset: Duration::ZERO,
+            },
             app: App::default(),
             orphans: Vec::new(),
             waker: Arc::new(CountingWaker::default()),
@@ -503,7 +542,8 @@ impl Pair {
     /// A pair with the handshake done and both HTTP/3 layers up.
     pub fn established(setup: Setup) -> Self {
         let mut pair = Pair::new(setup);
-        assert!(pair.run_until(|p| p.client_h3.is_some() && p.live().is_some_and(|c| c.is_established())));
+        let up = pair.run_until(|p| p.client_h3.is_some() && p.live().is_some_and(|c| c.is_established()));
+        assert!(up, "no handshake: {}", pair.describe());
         pair
     }
 
@@ -523,7 +563,9 @@ impl Pair {
 
     /// Runs `f` with the live connection and the app.
     pub fn with_server<R>(&mut self, f: impl FnOnce(&mut Connection, &mut App) -> R) -> R {
-        let Server::Live(conn) = &mut self.server else { panic!("the server connection is not live") };
+        let Server::Live(conn) = &mut self.server else {
+            panic!("the server connection is not live")
+        };
         let r = f(conn, &mut self.app);
         self.dispatch_server_events();
         r
@@ -535,7 +577,25 @@ impl Pair {
         self.request_with(method, path, body, &[])
     }
 
-    pub fn request_with(&mut self, method: &str, path: &str, body: Option<Vec<u8>>, extra: &[(&str, &str)]) -> u64 {
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        extra: &[(&str, &str)],
+    ) -> u64 {
+        self.try_request(method, path, body, extra)
+            .expect("the request could not be sent")
+    }
+
+    /// Sends a request, driving the pair until its HEADERS fit. `None` when the connection cannot carry it.
+    pub fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        extra: &[(&str, &str)],
+    ) -> Option<u64> {
         let mut headers = vec![
             Header::new(b":method", method.as_bytes()),
             Header::new(b":scheme", b"https"),
@@ -547,26 +607,30 @@ impl Pair {
         }
         headers.extend(extra.iter().map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes())));
         // The HEADERS frame needs stream and congestion credit: drive the pair until it fits.
-        let mut tries = 0;
         let id = loop {
-            let h3 = self.client_h3.as_mut().expect("client HTTP/3 is up");
+            let h3 = self.client_h3.as_mut()?;
             match h3.send_request(&mut self.client, &headers, body.is_none()) {
                 Ok(id) => break id,
-                Err(h3::Error::StreamBlocked | h3::Error::TransportError(quiche::Error::StreamLimit)) if tries < 100_000 => {
-                    tries += 1;
-                    if !self.step() {
-                        self.advance(Duration::from_secs(1));
+                Err(h3::Error::StreamBlocked | h3::Error::TransportError(quiche::Error::StreamLimit)) => {
+                    if self.client.is_closed() || (!self.step() && !self.advance(Duration::from_secs(1))) {
+                        return None;
                     }
                 }
-                Err(e) => panic!("send_request: {e:?}"),
+                Err(_) => return None,
             }
         };
         self.client_state.responses.insert(id, Response::default());
         if let Some(b) = body {
-            self.client_state.uploads.insert(id, Upload { data: Bytes::from(b), pos: 0 });
+            self.client_state.uploads.insert(
+                id,
+                Upload {
+                    data: Bytes::from(b),
+                    pos: 0,
+                },
+            );
         }
         self.client_pump_uploads();
-        id
+        Some(id)
     }
 
     /// RESET_STREAM from the client on `id`.
@@ -616,10 +680,13 @@ impl Pair {
 
     fn client_poll(&mut self) -> bool {
         if self.client_h3.is_none() && self.client.is_established() {
-            self.client_h3 = Some(h3::Connection::with_transport(&mut self.client, &h3::Config::new().unwrap()).unwrap());
+            self.client_h3 =
+                Some(h3::Connection::with_transport(&mut self.client, &h3::Config::new().unwrap()).unwrap());
         }
         self.client_pump_uploads();
-        let Some(h3) = self.client_h3.as_mut() else { return false };
+        let Some(h3) = self.client_h3.as_mut() else {
+            return false;
+        };
         let mut progress = false;
         loop {
             match h3.poll(&mut self.client) {
@@ -631,11 +698,17 @@ impl Pair {
                             let pairs: Vec<(String, String)> = list
                                 .iter()
                                 .map(|h| {
-                                    (String::from_utf8_lossy(h.name()).into(), String::from_utf8_lossy(h.value()).into())
+                                    (
+                                        String::from_utf8_lossy(h.name()).into(),
+                                        String::from_utf8_lossy(h.value()).into(),
+                                    )
                                 })
                                 .collect();
                             if r.status.is_none() {
-                                r.status = pairs.iter().find(|(n, _)| n == ":status").and_then(|(_, v)| v.parse().ok());
+                                r.status = pairs
+                                    .iter()
+                                    .find(|(n, _)| n == ":status")
+                                    .and_then(|(_, v)| v.parse().ok());
                                 r.headers = pairs;
                             } else {
                                 r.trailers = pairs;
@@ -668,16 +741,28 @@ impl Pair {
         let now = self.clock.now();
         let (from, to) = (self.client_addr, self.server_addr);
         if matches!(self.server, Server::Pending) {
-            let Ok(hdr) = quiche::Header::from_slice(&mut dgram, quiche::MAX_CONN_ID_LEN) else { return };
+            let Ok(hdr) = quiche::Header::from_slice(&mut dgram, quiche::MAX_CONN_ID_LEN) else {
+                return;
+            };
             if hdr.ty != quiche::Type::Initial {
                 return;
             }
-            let scid: Vec<u8> = (0..16).map(|i| hdr.dcid.as_ref().get(i).copied().unwrap_or(0) ^ 0xa5).collect();
+            let scid: Vec<u8> = (0..16)
+                .map(|i| hdr.dcid.as_ref().get(i).copied().unwrap_or(0) ^ 0xa5)
+                .collect();
             let scid = quiche::ConnectionId::from_vec(scid);
             let waker: Arc<dyn qcc::Waker> = self.waker.clone();
-            let conn =
-                Connection::accept(&mut self.server_config, &scid, None, to, from, self.counters.clone(), Some(waker), now)
-                    .unwrap();
+            let conn = Connection::accept(
+                &mut self.server_config,
+                &scid,
+                None,
+                to,
+                from,
+                self.counters.clone(),
+                Some(waker),
+                now,
+            )
+            .unwrap();
             self.server = Server::Live(conn);
         }
         match &mut self.server {
@@ -695,7 +780,9 @@ impl Pair {
     pub fn dispatch_server_events(&mut self) -> bool {
         let mut progress = false;
         loop {
-            let Server::Live(conn) = &mut self.server else { break };
+            let Server::Live(conn) = &mut self.server else {
+                break;
+            };
             let Some(event) = conn.poll_event() else { break };
             progress = true;
             if matches!(event, Event::Dead) {
@@ -716,7 +803,9 @@ impl Pair {
 
     /// `Connection::release`, the only way a connection ends.
     pub fn release_server(&mut self) {
-        let Server::Live(conn) = std::mem::replace(&mut self.server, Server::Gone) else { return };
+        let Server::Live(conn) = std::mem::replace(&mut self.server, Server::Gone) else {
+            return;
+        };
         let released = conn.release(self.clock.now());
         self.orphans.extend(released.orphans);
         self.server = Server::Closing(released.closing);
@@ -760,7 +849,10 @@ impl Pair {
         while let Some(mut d) = self.net.pop(Dir::ToClient) {
             self.net.delivered += 1;
             progress = true;
-            let info = quiche::RecvInfo { from: self.server_addr, to: self.client_addr };
+            let info = quiche::RecvInfo {
+                from: self.server_addr,
+                to: self.client_addr,
+            };
             let _ = self.client.recv(&mut d, info);
         }
         progress |= self.client_poll();
@@ -771,23 +863,25 @@ impl Pair {
     /// Returns false when no timer is due within `max_sleep`.
     fn advance(&mut self, max_sleep: Duration) -> bool {
         let now = self.clock.now();
-        let client_dl = if self.client.is_closed() { None } else { self.client.timeout().map(|d| now + d) };
-        let (server_real, server_all) = match &self.server {
-            Server::Live(c) => (c.transport_timeout(now), c.poll_timeout(now)),
-            Server::Closing(c) => (c.poll_timeout(now), c.poll_timeout(now)),
+        let client_dl = if self.client.is_closed() {
+            None
+        } else {
+            self.client.timeout().map(|d| now + d)
+        };
+        let (server_real, ours) = match &self.server {
+            Server::Live(c) => (c.transport_timeout(now), c.own_timeout()),
+            Server::Closing(c) => (c.poll_timeout(now), None),
             _ => (None, None),
         };
         let real = [client_dl, server_real].into_iter().flatten().min();
-        if let Some(ours) = server_all.filter(|t| server_real.is_none_or(|r| *t < r)) {
-            if real.is_none_or(|r| ours <= r) {
-                self.clock.jump_to(ours);
-                let now = self.clock.now();
-                if let Server::Live(c) = &mut self.server {
-                    c.handle_timeout(now);
-                }
-                self.dispatch_server_events();
-                return true;
+        if let Some(ours) = ours.filter(|t| real.is_none_or(|r| *t <= r)) {
+            self.clock.jump_to(ours);
+            let now = self.clock.now();
+            if let Server::Live(c) = &mut self.server {
+                c.handle_timeout(now);
             }
+            self.dispatch_server_events();
+            return true;
         }
         let Some(real) = real else { return false };
         if real > now + max_sleep {
@@ -839,6 +933,27 @@ impl Pair {
         self.run_until(|p| matches!(p.server, Server::Gone) && p.client.is_closed())
     }
 
+    /// A one-line state report for failure messages.
+    pub fn describe(&self) -> String {
+        let server = match &self.server {
+            Server::Pending => "pending".to_string(),
+            Server::Live(c) => format!("live {c:?} dead={}", c.is_dead()),
+            Server::Closing(c) => format!("{c:?} closed={}", c.is_closed()),
+            Server::Gone => "gone".to_string(),
+        };
+        format!(
+            "server: {server}; client closed={} draining={} timeout={:?} goaway={} errors={:?}/{:?}; counters {:?}; app streams {:?}",
+            self.client.is_closed(),
+            self.client.is_draining(),
+            self.client.timeout(),
+            self.client_state.goaway,
+            self.client.local_error(),
+            self.client.peer_error(),
+            self.counters.snapshot(),
+            self.app.requests.iter().map(|(id, h)| (id, h.path.clone())).collect::<Vec<_>>(),
+        )
+    }
+
     pub fn response(&self, id: u64) -> &Response {
         &self.client_state.responses[&id]
     }
@@ -846,7 +961,10 @@ impl Pair {
     /// Asserts that every live counter is back to zero and no release ran out of order.
     pub fn assert_idle(&self) {
         self.assert_no_out_of_order();
-        assert!(matches!(self.server, Server::Gone | Server::Pending), "the server connection still exists");
+        assert!(
+            matches!(self.server, Server::Gone | Server::Pending),
+            "the server connection still exists"
+        );
         let snap = self.counters.snapshot();
         assert!(snap.is_idle(), "objects still alive: {snap:?}");
     }

@@ -4,6 +4,7 @@
 mod cid_routing;
 mod harness;
 mod protocol;
+mod random;
 mod release_order;
 mod roundtrip;
 mod scenarios;

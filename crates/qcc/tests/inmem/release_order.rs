@@ -22,7 +22,9 @@ fn budget_exhausted_pair() -> Pair {
 fn the_wrong_order_is_counted_as_a_stale_wakeup_and_an_out_of_order_release() {
     let mut pair = budget_exhausted_pair();
     pair.counters.set_panic_on_out_of_order(false);
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else { panic!() };
+    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+        panic!()
+    };
     let released = conn.release_in_wrong_order(pair.clock.now());
     let snap = pair.counters.snapshot();
     assert!(snap.stale_wakeups >= 1, "{snap:?}");
@@ -37,7 +39,11 @@ fn the_right_order_counts_nothing() {
     let mut pair = budget_exhausted_pair();
     pair.release_server();
     let snap = pair.counters.snapshot();
-    assert_eq!((snap.stale_wakeups, snap.out_of_order_releases), (0, 0), "{snap:?}");
+    assert_eq!(
+        (snap.stale_wakeups, snap.out_of_order_releases),
+        (0, 0),
+        "{snap:?}"
+    );
     pair.net.drop_to_server = false;
     assert!(pair.run_to_end());
     pair.assert_idle();
@@ -48,7 +54,9 @@ fn the_right_order_counts_nothing() {
 #[should_panic(expected = "out-of-order release")]
 fn debug_builds_panic_on_an_out_of_order_release() {
     let mut pair = budget_exhausted_pair();
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else { panic!() };
+    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+        panic!()
+    };
     let _ = conn.release_in_wrong_order(pair.clock.now());
 }
 
@@ -57,6 +65,8 @@ fn debug_builds_panic_on_an_out_of_order_release() {
 #[should_panic(expected = "connection dropped without release")]
 fn dropping_a_connection_without_release_is_caught() {
     let mut pair = Pair::established(Setup::default());
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else { panic!() };
+    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+        panic!()
+    };
     drop(conn);
 }

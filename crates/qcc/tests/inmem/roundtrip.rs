@@ -3,8 +3,14 @@
 use crate::harness::{pattern_vec, Knobs, Pair, Setup};
 
 fn download(pair: &mut Pair, sizes: &[usize]) {
-    let ids: Vec<(u64, usize)> = sizes.iter().map(|&n| (pair.request("GET", &format!("/bytes/{n}"), None), n)).collect();
-    assert!(pair.run_until(|p| ids.iter().all(|(id, _)| p.response(*id).finished)), "downloads did not finish");
+    let ids: Vec<(u64, usize)> = sizes
+        .iter()
+        .map(|&n| (pair.request("GET", &format!("/bytes/{n}"), None), n))
+        .collect();
+    assert!(
+        pair.run_until(|p| ids.iter().all(|(id, _)| p.response(*id).finished)),
+        "downloads did not finish"
+    );
     for (id, n) in ids {
         let r = pair.response(id);
         assert_eq!(r.status, Some(200));
@@ -37,7 +43,12 @@ fn bodies_from_0_bytes_to_8_mib_upload_and_echo_byte_exact() {
     for (id, body) in &ids {
         let r = pair.response(*id);
         assert_eq!(r.status, Some(200));
-        assert!(r.body == *body, "stream {id}: echo differs ({} vs {} bytes)", r.body.len(), body.len());
+        assert!(
+            r.body == *body,
+            "stream {id}: echo differs ({} vs {} bytes)",
+            r.body.len(),
+            body.len()
+        );
     }
     pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
     assert!(pair.run_to_end());
@@ -46,8 +57,17 @@ fn bodies_from_0_bytes_to_8_mib_upload_and_echo_byte_exact() {
 
 #[test]
 fn a_hundred_concurrent_streams_with_loss_reordering_and_duplication() {
-    let knobs = Knobs { loss: 0.03, dup: 0.02, reorder: 0.05, mtu: 1200 };
-    let mut pair = Pair::established(Setup { knobs, seed: 7, ..Setup::default() });
+    let knobs = Knobs {
+        loss: 0.03,
+        dup: 0.02,
+        reorder: 0.05,
+        mtu: 1200,
+    };
+    let mut pair = Pair::established(Setup {
+        knobs,
+        seed: 7,
+        ..Setup::default()
+    });
     let sizes: Vec<usize> = (0..100).map(|i| (i * 7919) % 40_000).collect();
     download(&mut pair, &sizes);
     pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));

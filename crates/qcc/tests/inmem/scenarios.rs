@@ -30,7 +30,9 @@ fn peer_close_code(pair: &Pair) -> Option<u64> {
 #[test]
 fn scenario_01_release_while_tx_budget_exhausted_and_streams_wait_for_room() {
     let mut pair = Pair::established(setup_with(|s| s.limits.tx_budget = 64 * 1024));
-    let ids: Vec<u64> = (0..8).map(|_| pair.request("GET", "/bytes/1000000", None)).collect();
+    let ids: Vec<u64> = (0..8)
+        .map(|_| pair.request("GET", "/bytes/1000000", None))
+        .collect();
     assert!(pair.run_until(|p| p.app.requests.len() == 8 && p.app.blocked_sends > 0));
     // The client's acknowledgements stop: the budget stays full of unacknowledged and queued bytes.
     pair.net.drop_to_server = true;
@@ -38,20 +40,35 @@ fn scenario_01_release_while_tx_budget_exhausted_and_streams_wait_for_room() {
         pair.step();
     }
     let conn = pair.live().unwrap();
-    assert!(conn.tx_budget_in_use() >= 60 * 1024, "budget not exhausted: {}", conn.tx_budget_in_use());
+    assert!(
+        conn.tx_budget_in_use() >= 60 * 1024,
+        "budget not exhausted: {}",
+        conn.tx_budget_in_use()
+    );
     let wakes_before = pair.waker.0.load(std::sync::atomic::Ordering::Relaxed);
     pair.release_server();
     // Releasing the streams freed their queued bytes while the wake-up machinery was still valid.
-    assert!(pair.waker.0.load(std::sync::atomic::Ordering::Relaxed) > wakes_before, "no room notification");
+    assert!(
+        pair.waker.0.load(std::sync::atomic::Ordering::Relaxed) > wakes_before,
+        "no room notification"
+    );
     let snap = pair.counters.snapshot();
-    assert_eq!((snap.stale_wakeups, snap.out_of_order_releases), (0, 0), "{snap:?}");
+    assert_eq!(
+        (snap.stale_wakeups, snap.out_of_order_releases),
+        (0, 0),
+        "{snap:?}"
+    );
     pair.net.drop_to_server = false;
     assert!(pair.run_to_end());
     // The congestion window is full of unacknowledged data: RESET_STREAM may not fit before
     // CONNECTION_CLOSE, which ends every stream anyway. No response may look complete.
     for id in ids {
         let r = pair.response(id);
-        assert!(!r.finished || r.reset == Some(codes::H3_REQUEST_CANCELLED), "stream {id}: {:?}", r.reset);
+        assert!(
+            !r.finished || r.reset == Some(codes::H3_REQUEST_CANCELLED),
+            "stream {id}: {:?}",
+            r.reset
+        );
         assert!(r.body.len() < 1_000_000, "stream {id} completed");
     }
     assert_eq!(peer_close_code(&pair), Some(codes::H3_NO_ERROR));
@@ -79,7 +96,9 @@ fn scenario_03_stop_sending_as_the_very_first_frame_of_a_stream() {
     let mut pair = Pair::established(Setup::default());
     // Stream 0 exists on the client only as a STOP_SENDING: no request, no HEADERS.
     pair.client.stream_priority(0, 127, true).unwrap();
-    pair.client.stream_shutdown(0, quiche::Shutdown::Read, codes::H3_REQUEST_CANCELLED).unwrap();
+    pair.client
+        .stream_shutdown(0, quiche::Shutdown::Read, codes::H3_REQUEST_CANCELLED)
+        .unwrap();
     pair.settle(Duration::from_millis(50));
     assert!(pair.live().is_some_and(|c| c.live_streams() == 0));
     // Now the request comes on that same stream: nobody wants its answer, so it never reaches the upper
@@ -89,8 +108,15 @@ fn scenario_03_stop_sending_as_the_very_first_frame_of_a_stream() {
     let next = pair.request("GET", "/bytes/1000", None);
     assert!(pair.run_until(|p| p.response(next).finished));
     assert_eq!(pair.response(next).body, pattern_vec(1000));
-    assert_eq!(pair.app.requests.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![next]);
-    assert_eq!(pair.counters.snapshot().streams_total, 2, "stream 0 was opened and released");
+    assert_eq!(
+        pair.app.requests.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![next]
+    );
+    assert_eq!(
+        pair.counters.snapshot().streams_total,
+        2,
+        "stream 0 was opened and released"
+    );
     shutdown_and_end(&mut pair);
 }
 
@@ -110,8 +136,15 @@ fn scenario_04_stop_sending_arrives_before_headers() {
     pair.net.hold_to_server = false;
     let next = pair.request("GET", "/bytes/10", None);
     assert!(pair.run_until(|p| p.response(next).finished));
-    assert_eq!(pair.app.requests.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![next]);
-    assert_eq!(pair.counters.snapshot().streams_total, 2, "the stopped stream was opened and released");
+    assert_eq!(
+        pair.app.requests.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![next]
+    );
+    assert_eq!(
+        pair.counters.snapshot().streams_total,
+        2,
+        "the stopped stream was opened and released"
+    );
     shutdown_and_end(&mut pair);
 }
 
@@ -129,7 +162,11 @@ fn scenario_05_new_stream_after_goaway_is_refused_and_the_connection_lives_on() 
     assert!(pair.run_until(|p| p.response(late).reset.is_some()));
     assert_eq!(pair.response(late).reset, Some(codes::H3_REQUEST_REJECTED));
     assert!(pair.client_state.goaway);
-    assert_eq!(pair.app.requests.len(), 1, "the late request reached the upper side");
+    assert_eq!(
+        pair.app.requests.len(),
+        1,
+        "the late request reached the upper side"
+    );
     // The held request still finishes the connection's life: reset it, then the connection ends.
     pair.with_server(|c, app| app.reset(c, held, codes::H3_REQUEST_CANCELLED));
     assert!(pair.run_to_end());
@@ -162,14 +199,20 @@ fn scenario_06_stop_sending_on_the_control_stream_then_goaway() {
     let mut pair = Pair::established(Setup::default());
     pair.settle(Duration::from_millis(50));
     // Server-initiated unidirectional stream 3 is the server's HTTP/3 control stream.
-    pair.client.stream_shutdown(3, quiche::Shutdown::Read, codes::H3_NO_ERROR).unwrap();
+    pair.client
+        .stream_shutdown(3, quiche::Shutdown::Read, codes::H3_NO_ERROR)
+        .unwrap();
     pair.settle(Duration::from_millis(50));
     if let Some(conn) = pair.live_mut() {
         conn.shutdown(Instant::now());
     }
     pair.dispatch_server_events();
     assert!(pair.run_to_end());
-    let code = pair.client.peer_error().or(pair.client.local_error()).map(|e| e.error_code);
+    let code = pair
+        .client
+        .peer_error()
+        .or(pair.client.local_error())
+        .map(|e| e.error_code);
     assert_eq!(code, Some(codes::H3_CLOSED_CRITICAL_STREAM));
     pair.assert_idle();
 }
@@ -182,10 +225,12 @@ fn scenario_07_flow_control_frames_queued_when_the_connection_is_released() {
     }));
     let id = pair.request("POST", "/sink", Some(vec![1; 2 * 1024 * 1024]));
     // Stop right after the server read past half its windows: MAX_DATA / MAX_STREAM_DATA are queued.
-    assert!(pair.run_until(|p| p.live().is_some_and(|_| true) && p.app.requests.len() == 1 && {
-        let Server::Live(c) = &p.server else { return false };
-        c.transport().stats().recv_bytes > 300 * 1024
-    }));
+    assert!(pair.run_until(
+        |p| p.live().is_some_and(|_| true) && p.app.requests.len() == 1 && {
+            let Server::Live(c) = &p.server else { return false };
+            c.transport().stats().recv_bytes > 300 * 1024
+        }
+    ));
     pair.release_server();
     assert!(pair.run_to_end());
     let r = pair.response(id);
@@ -203,7 +248,9 @@ fn scenario_08_stream_freed_before_its_request_was_complete() {
     pair.with_server(|c, app| app.reset(c, id, codes::H3_REQUEST_CANCELLED));
     assert_eq!(pair.live().unwrap().wait_lists_of(id), [false; 4]);
     // A second stream stays "opening": a HEADERS frame whose length promises more than arrives.
-    pair.client.stream_send(400, &[0x01, 0x40, 0x80, 0x00], false).unwrap();
+    pair.client
+        .stream_send(400, &[0x01, 0x40, 0x80, 0x00], false)
+        .unwrap();
     assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() == vec![400])));
     pair.release_server();
     assert!(pair.run_to_end());
@@ -214,7 +261,9 @@ fn scenario_08_stream_freed_before_its_request_was_complete() {
 #[test]
 fn scenario_09_client_closes_while_responses_are_unacknowledged() {
     let mut pair = Pair::established(Setup::default());
-    let ids: Vec<u64> = (0..4).map(|_| pair.request("GET", "/bytes/300000", None)).collect();
+    let ids: Vec<u64> = (0..4)
+        .map(|_| pair.request("GET", "/bytes/300000", None))
+        .collect();
     assert!(pair.run_until(|p| ids.iter().all(|id| !p.response(*id).body.is_empty())));
     pair.net.drop_to_server = true; // Acknowledgements are lost from here on.
     for _ in 0..10 {
@@ -244,7 +293,10 @@ fn scenario_10_reset_stream_gives_back_connection_flow_control_credit() {
     }));
     pair.client_reset(stalled, codes::H3_REQUEST_CANCELLED);
     assert!(pair.run_until(|p| !p.app.aborted.is_empty()));
-    assert_eq!(pair.app.aborted, vec![(stalled, AbortCause::PeerReset(codes::H3_REQUEST_CANCELLED))]);
+    assert_eq!(
+        pair.app.aborted,
+        vec![(stalled, AbortCause::PeerReset(codes::H3_REQUEST_CANCELLED))]
+    );
     // Without the credit back, this upload could not pass the connection window.
     let id = pair.request("POST", "/sink", Some(vec![6; 250 * 1024]));
     assert!(pair.run_until(|p| p.response(id).finished));
@@ -260,7 +312,11 @@ fn scenario_11_rx_buffer_released_while_demux_blocked() {
     assert!(pair.run_until(|p| p.live().is_some_and(|c| c.wait_lists_of(blocked)[3])));
     pair.client_reset(blocked, 0x10c);
     assert!(pair.run_until(|p| !p.app.aborted.is_empty()));
-    assert_eq!(pair.live().unwrap().wait_lists_of(blocked), [false; 4], "the demux-blocked mark outlived the stream");
+    assert_eq!(
+        pair.live().unwrap().wait_lists_of(blocked),
+        [false; 4],
+        "the demux-blocked mark outlived the stream"
+    );
     pair.app.dont_read = false;
     let id = pair.request("POST", "/sink", Some(vec![8; 50_000]));
     assert!(pair.run_until(|p| p.response(id).finished));
@@ -270,31 +326,44 @@ fn scenario_11_rx_buffer_released_while_demux_blocked() {
 
 #[test]
 fn scenario_12_upper_side_retries_while_its_stream_waits_for_budget() {
-    let knobs = Knobs { loss: 0.02, ..Knobs::default() };
+    let knobs = Knobs {
+        loss: 0.02,
+        ..Knobs::default()
+    };
     let mut pair = Pair::established(setup_with(|s| {
         s.limits.tx_budget = 32 * 1024;
         s.knobs = knobs;
         s.seed = 12;
     }));
     pair.app.spam_retries = true;
-    let ids: Vec<u64> = (0..4).map(|_| pair.request("GET", "/bytes/300000", None)).collect();
+    let ids: Vec<u64> = (0..4)
+        .map(|_| pair.request("GET", "/bytes/300000", None))
+        .collect();
     assert!(pair.run_until(|p| ids.iter().all(|id| p.response(*id).finished)));
     for id in &ids {
         assert!(pair.response(*id).body == pattern_vec(300_000), "stream {id}");
     }
-    assert!(pair.app.blocked_sends > pair.app.writable_events, "retries did not happen while waiting");
+    assert!(
+        pair.app.blocked_sends > pair.app.writable_events,
+        "retries did not happen while waiting"
+    );
     shutdown_and_end(&mut pair);
 }
 
 #[test]
 fn scenario_13_sent_but_unacknowledged_data_does_not_block_other_streams_forever() {
-    let knobs = Knobs { loss: 0.05, ..Knobs::default() };
+    let knobs = Knobs {
+        loss: 0.05,
+        ..Knobs::default()
+    };
     let mut pair = Pair::established(setup_with(|s| {
         s.limits.tx_budget = 16 * 1024;
         s.knobs = knobs;
         s.seed = 13;
     }));
-    let ids: Vec<u64> = (0..20).map(|_| pair.request("GET", "/bytes/100000", None)).collect();
+    let ids: Vec<u64> = (0..20)
+        .map(|_| pair.request("GET", "/bytes/100000", None))
+        .collect();
     assert!(pair.run_until(|p| ids.iter().all(|id| p.response(*id).finished)));
     for id in &ids {
         assert!(pair.response(*id).body == pattern_vec(100_000), "stream {id}");
@@ -305,10 +374,15 @@ fn scenario_13_sent_but_unacknowledged_data_does_not_block_other_streams_forever
 #[test]
 fn scenario_14_timers_end_with_the_connection() {
     // Keep-alive: an idle connection is closed gracefully by its own timer (virtual time).
-    let mut pair = Pair::established(setup_with(|s| s.limits.keep_alive_timeout = Duration::from_secs(5)));
+    let mut pair = Pair::established(setup_with(|s| {
+        s.limits.keep_alive_timeout = Duration::from_secs(5)
+    }));
     let id = pair.request("GET", "/bytes/10", None);
     assert!(pair.run_until(|p| p.response(id).finished));
-    assert!(pair.run_to_end(), "the keep-alive timer did not close the idle connection");
+    assert!(
+        pair.run_to_end(),
+        "the keep-alive timer did not close the idle connection"
+    );
     assert!(pair.client_state.goaway);
     assert_eq!(peer_close_code(&pair), Some(codes::H3_NO_ERROR));
     pair.assert_idle();
@@ -316,39 +390,69 @@ fn scenario_14_timers_end_with_the_connection() {
     // http-request: a request head that never completes is refused; the connection lives on. Then the
     // connection is released with that timer armed for another stream: the closing transport runs only
     // quiche's timers.
-    let mut pair = Pair::established(setup_with(|s| s.limits.http_request_timeout = Duration::from_secs(3)));
-    pair.client.stream_send(400, &[0x01, 0x40, 0x80, 0x00], false).unwrap();
+    let mut pair = Pair::established(setup_with(|s| {
+        s.limits.http_request_timeout = Duration::from_secs(3)
+    }));
+    pair.client
+        .stream_send(400, &[0x01, 0x40, 0x80, 0x00], false)
+        .unwrap();
     assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() == vec![400])));
     assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams().is_empty())));
-    assert!(pair.run_until(|p| p.client.stream_finished(400)), "the stalled head was not refused");
+    assert!(
+        pair.run_until(|p| p.client.stream_finished(400)),
+        "the stalled head was not refused"
+    );
     let ok = pair.request("GET", "/bytes/10", None);
     assert!(pair.run_until(|p| p.response(ok).finished));
-    pair.client.stream_send(404, &[0x01, 0x40, 0x80, 0x00], false).unwrap();
+    pair.client
+        .stream_send(404, &[0x01, 0x40, 0x80, 0x00], false)
+        .unwrap();
     assert!(pair.run_until(|p| p.live().is_some_and(|c| !c.opening_streams().is_empty())));
     pair.release_server();
-    let Server::Closing(closing) = &pair.server else { panic!("not closing") };
+    let Server::Closing(closing) = &pair.server else {
+        panic!("not closing")
+    };
     let now = pair.clock.now();
-    let (ours, quiche) = (closing.poll_timeout(now).unwrap(), now + closing.transport().timeout().unwrap());
-    let gap = if ours > quiche { ours - quiche } else { quiche - ours };
-    assert!(gap < Duration::from_millis(5), "the closing transport keeps a timer of its own: {gap:?}");
+    let (ours, quiche) = (
+        closing.poll_timeout(now).unwrap(),
+        now + closing.transport().timeout().unwrap(),
+    );
+    let gap = if ours > quiche {
+        ours - quiche
+    } else {
+        quiche - ours
+    };
+    assert!(
+        gap < Duration::from_millis(5),
+        "the closing transport keeps a timer of its own: {gap:?}"
+    );
     assert!(pair.run_to_end());
     pair.assert_idle();
 }
 
 #[test]
 fn scenario_16_memory_cap_reached_mid_transfer_then_release() {
-    let knobs = Knobs { loss: 0.03, ..Knobs::default() };
+    let knobs = Knobs {
+        loss: 0.03,
+        ..Knobs::default()
+    };
     let mut pair = Pair::established(setup_with(|s| {
         s.limits.tx_budget = 48 * 1024;
         s.knobs = knobs;
         s.seed = 16;
     }));
-    let ids: Vec<u64> = (0..6).map(|_| pair.request("GET", "/bytes/2000000", None)).collect();
+    let ids: Vec<u64> = (0..6)
+        .map(|_| pair.request("GET", "/bytes/2000000", None))
+        .collect();
     assert!(pair.run_until(|p| ids.iter().map(|id| p.response(*id).body.len()).sum::<usize>() > 1_000_000));
     assert!(pair.counters.snapshot().tx_budget_waits > 0);
     pair.release_server();
     let snap = pair.counters.snapshot();
-    assert_eq!((snap.connections_live, snap.streams_live, snap.descs_attached_live), (0, 0, 0), "{snap:?}");
+    assert_eq!(
+        (snap.connections_live, snap.streams_live, snap.descs_attached_live),
+        (0, 0, 0),
+        "{snap:?}"
+    );
     assert!(pair.run_to_end());
     pair.assert_idle();
     assert_eq!(pair.counters.snapshot().stale_wakeups, 0);
@@ -363,9 +467,16 @@ fn scenario_17_stop_sending_mid_download_trims_the_unsent_tail() {
     pair.client_stop_sending(big, codes::H3_REQUEST_CANCELLED);
     assert!(pair.run_until(|p| p.response(other).finished));
     assert!(pair.response(other).body == pattern_vec(1_000_000));
-    assert_eq!(pair.app.aborted, vec![(big, AbortCause::PeerStopSending(codes::H3_REQUEST_CANCELLED))]);
+    assert_eq!(
+        pair.app.aborted,
+        vec![(big, AbortCause::PeerStopSending(codes::H3_REQUEST_CANCELLED))]
+    );
     pair.settle(Duration::from_millis(100));
-    assert_eq!(pair.live().unwrap().tx_budget_in_use(), 0, "the stopped stream's tail still holds budget");
+    assert_eq!(
+        pair.live().unwrap().tx_budget_in_use(),
+        0,
+        "the stopped stream's tail still holds budget"
+    );
     shutdown_and_end(&mut pair);
 }
 
@@ -387,10 +498,12 @@ fn scenario_18_stream_closed_before_sending_anything_does_not_hold_connection_cl
 fn scenario_19_aborted_upload_whose_flow_control_update_follows_the_release() {
     let mut pair = Pair::established(setup_with(|s| s.params.initial_max_stream_data = 64 * 1024));
     let id = pair.request("POST", "/sink", Some(vec![4; 1024 * 1024]));
-    assert!(pair.run_until(|p| p.live().and_then(|_| None::<()>).is_none() && {
-        let Server::Live(c) = &p.server else { return false };
-        c.transport().stats().recv_bytes > 100 * 1024
-    }));
+    assert!(
+        pair.run_until(|p| p.live().and_then(|_| None::<()>).is_none() && {
+            let Server::Live(c) = &p.server else { return false };
+            c.transport().stats().recv_bytes > 100 * 1024
+        })
+    );
     // The app has just read (MAX_STREAM_DATA is queued) and now aborts the upload.
     pair.with_server(|c, app| app.reset(c, id, codes::H3_REQUEST_CANCELLED));
     let next = pair.request("POST", "/sink", Some(vec![4; 100_000]));
