@@ -15,14 +15,14 @@ use crate::{Error, Transmit};
 /// descriptor is drained. Drop it when [`Closing::is_closed`] says so.
 pub struct Closing {
     // Dropped first: whatever the transport still holds returns to the budget before the descriptors go.
-    conn: Transport,
+    conn: Box<Transport>,
     descs: Vec<ReleasedDesc>,
     counters: Arc<Counters>,
     close_sent: bool,
 }
 
 impl Closing {
-    pub(crate) fn new(conn: Transport, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(conn: Box<Transport>, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
         counters.closing.inc();
         Closing {
             conn,
@@ -107,7 +107,7 @@ impl Closing {
         let readable: Vec<u64> = self.conn.readable().collect();
         let mut scratch = [0u8; 4096];
         for id in readable {
-            if id % 4 == 0 {
+            if id.is_multiple_of(4) {
                 let _ = self
                     .conn
                     .stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);

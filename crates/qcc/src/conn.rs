@@ -81,7 +81,8 @@ pub struct Connection {
     wakeup: Arc<Wakeup>,
     h3: Option<h3::Connection>,
     h3_config: Arc<h3::Config>,
-    conn: Transport,
+    /// Boxed: quiche's connection is large, and a `Connection` moves (into slabs, into `Closing`).
+    conn: Box<Transport>,
     budget: TxBudget,
     limits: Limits,
     events: VecDeque<Event>,
@@ -91,7 +92,7 @@ pub struct Connection {
 }
 
 fn is_client_bidi(id: u64) -> bool {
-    id % 4 == 0
+    id.is_multiple_of(4)
 }
 
 impl Connection {
@@ -108,8 +109,13 @@ impl Connection {
         waker: Option<Arc<dyn Waker>>,
         now: Instant,
     ) -> Result<Self, Error> {
-        let conn =
-            quiche::accept_with_buf_factory::<TxBufFactory>(scid, odcid, local, peer, &mut config.quic)?;
+        let conn = Box::new(quiche::accept_with_buf_factory::<TxBufFactory>(
+            scid,
+            odcid,
+            local,
+            peer,
+            &mut config.quic,
+        )?);
         counters.connections.inc();
         let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
         let wakeup = Arc::new(Wakeup::new(waker));
@@ -523,21 +529,17 @@ impl Connection {
     /// Writes the next datagram to send into `out`, or returns `None` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         self.flush_streams();
-        let sent = loop {
-            match self.conn.send(out) {
-                Ok((len, info)) => {
-                    break Some(Transmit {
-                        len,
-                        to: info.to,
-                        from: info.from,
-                    })
-                }
-                Err(quiche::Error::Done) => break None,
-                Err(e) => {
-                    tracing::debug!(conn = %self.conn.trace_id(), error = %e, "send failed");
-                    self.close_with(false, 0x1, "internal error");
-                    break None;
-                }
+        let sent = match self.conn.send(out) {
+            Ok((len, info)) => Some(Transmit {
+                len,
+                to: info.to,
+                from: info.from,
+            }),
+            Err(quiche::Error::Done) => None,
+            Err(e) => {
+                tracing::debug!(conn = %self.conn.trace_id(), error = %e, "send failed");
+                self.close_with(false, 0x1, "internal error");
+                None
             }
         };
         if sent.is_none() {

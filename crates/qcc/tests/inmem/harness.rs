@@ -419,7 +419,7 @@ pub struct ClientState {
 
 pub enum Server {
     Pending,
-    Live(Connection),
+    Live(Box<Connection>),
     Closing(Closing),
     Gone,
 }
@@ -763,7 +763,7 @@ impl Pair {
                 now,
             )
             .unwrap();
-            self.server = Server::Live(conn);
+            self.server = Server::Live(Box::new(conn));
         }
         match &mut self.server {
             Server::Live(c) => {
@@ -779,10 +779,7 @@ impl Pair {
 
     pub fn dispatch_server_events(&mut self) -> bool {
         let mut progress = false;
-        loop {
-            let Server::Live(conn) = &mut self.server else {
-                break;
-            };
+        while let Server::Live(conn) = &mut self.server {
             let Some(event) = conn.poll_event() else { break };
             progress = true;
             if matches!(event, Event::Dead) {
@@ -818,15 +815,10 @@ impl Pair {
     pub fn step(&mut self) -> bool {
         let mut progress = self.client_poll();
         let now = self.clock.now();
-        loop {
-            match self.client.send(&mut self.buf) {
-                Ok((n, _)) => {
-                    let d = self.buf[..n].to_vec();
-                    self.net.push(Dir::ToServer, d);
-                    progress = true;
-                }
-                Err(_) => break,
-            }
+        while let Ok((n, _)) = self.client.send(&mut self.buf) {
+            let d = self.buf[..n].to_vec();
+            self.net.push(Dir::ToServer, d);
+            progress = true;
         }
         loop {
             let t = match &mut self.server {
