@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The package names listed under `[dependencies]` of a manifest.
@@ -43,12 +46,22 @@ const LAYERS: [&str; 3] = ["qc-stream", "qcs", "qcc"];
 
 #[test]
 fn layer_crates_depend_only_downward_and_never_on_io_crates() {
-    let forbidden_io = ["mio", "socket2", "quinn-udp", "tokio", "crossbeam-channel", "signal-hook"];
+    let forbidden_io = [
+        "mio",
+        "socket2",
+        "quinn-udp",
+        "tokio",
+        "crossbeam-channel",
+        "signal-hook",
+    ];
     for (i, layer) in LAYERS.iter().enumerate() {
         let deps = dependencies(&root().join("crates").join(layer).join("Cargo.toml"));
         assert!(!deps.is_empty(), "{layer}: no [dependencies] found");
         for dep in &deps {
-            assert!(!forbidden_io.contains(&dep.as_str()), "{layer} depends on {dep}, an I/O crate");
+            assert!(
+                !forbidden_io.contains(&dep.as_str()),
+                "{layer} depends on {dep}, an I/O crate"
+            );
             assert!(dep != "qproxy", "{layer} depends on the binary");
             if let Some(j) = LAYERS.iter().position(|l| l == dep) {
                 assert!(j < i, "{layer} depends on {dep}, which is above it");
@@ -59,7 +72,14 @@ fn layer_crates_depend_only_downward_and_never_on_io_crates() {
 
 #[test]
 fn layer_crates_never_touch_a_socket_or_the_clock() {
-    let forbidden = ["Instant::now", "SystemTime::now", "UdpSocket", "TcpStream", "std::thread::sleep", "mio::"];
+    let forbidden = [
+        "Instant::now",
+        "SystemTime::now",
+        "UdpSocket",
+        "TcpStream",
+        "std::thread::sleep",
+        "mio::",
+    ];
     for layer in LAYERS {
         for file in rust_files(&root().join("crates").join(layer).join("src")) {
             let text = std::fs::read_to_string(&file).unwrap();
@@ -69,7 +89,12 @@ fn layer_crates_never_touch_a_socket_or_the_clock() {
                     continue;
                 }
                 for word in forbidden {
-                    assert!(!line.contains(word), "{}:{}: {word} in a layer crate", file.display(), n + 1);
+                    assert!(
+                        !line.contains(word),
+                        "{}:{}: {word} in a layer crate",
+                        file.display(),
+                        n + 1
+                    );
                 }
             }
         }
@@ -86,6 +111,9 @@ fn every_release_scenario_has_its_test() {
     for n in 1..=19 {
         let name = format!("fn scenario_{n:02}_");
         assert!(tests.contains(&name), "no test for release scenario {n}");
-        assert!(doc.contains(&format!("scenario_{n:02}_")), "docs/release-order.md does not map scenario {n}");
+        assert!(
+            doc.contains(&format!("scenario_{n:02}_")),
+            "docs/release-order.md does not map scenario {n}"
+        );
     }
 }
