@@ -768,6 +768,11 @@ impl Connection {
         &self.live.counters
     }
 
+    /// True when events wait for `poll_event`.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// True when something is queued for the transport.
     pub fn has_pending_tx(&self) -> bool {
         !self.streams.wait.send.is_empty()

@@ -1,0 +1,506 @@
+//! One request forwarded to one backend server, streaming both ways with backpressure.
+//!
+//! Every trigger (backend socket event, client body readable, Tx budget room) calls
+//! [`Exchange::progress`], which does all it can and says whether the exchange goes on, finished, or
+//! failed. Request body is pulled from the client only while less than [`UPLOAD_WINDOW`] waits for the
+//! backend; response body is read from the backend only while the client's Tx budget takes it. Memory per
+//! exchange is bounded by those two windows, whatever the body sizes.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use qcc::{codes, BodyRead, Connection, ResponseHead as H3Response, SendBody};
+use quiche::h3::{Header, NameValue};
+
+use super::h1::{self, BodyFraming, ChunkedDecoder, UploadFraming};
+use super::BackendSocket;
+
+/// Request bytes waiting for the backend before we stop reading the client.
+pub(crate) const UPLOAD_WINDOW: usize = 256 * 1024;
+/// Bytes read from a backend at once.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// Why an exchange ended, in HAProxy's two-letter termination state style (first: who, second: when).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// `--`: normal end.
+    Normal,
+    /// `SC`: the backend refused or failed the connection (503).
+    ConnectFailed,
+    /// `sC`: the connection timed out (503).
+    ConnectTimeout,
+    /// `sH`: no complete response head in time (504).
+    ServerTimeout,
+    /// `SH`: the backend closed or reset before a complete head (502).
+    ServerClosedEarly,
+    /// `PH`: the response head was invalid (502).
+    BadResponse,
+    /// `SD`: the backend closed, reset or misbehaved during the body (client stream reset).
+    ServerAbortedBody,
+    /// `sD`: the backend stalled during the body (client stream reset).
+    ServerTimeoutBody,
+    /// `CD`: the client aborted (RESET_STREAM, STOP_SENDING, connection gone).
+    ClientAborted,
+}
+
+impl Termination {
+    /// The two letters of the access log.
+    pub fn code(self) -> &'static str {
+        match self {
+            Termination::Normal => "--",
+            Termination::ConnectFailed => "SC",
+            Termination::ConnectTimeout => "sC",
+            Termination::ServerTimeout => "sH",
+            Termination::ServerClosedEarly => "SH",
+            Termination::BadResponse => "PH",
+            Termination::ServerAbortedBody => "SD",
+            Termination::ServerTimeoutBody => "sD",
+            Termination::ClientAborted => "CD",
+        }
+    }
+
+    /// The status to answer with when no response head went out yet.
+    fn status(self) -> u16 {
+        match self {
+            Termination::ConnectFailed | Termination::ConnectTimeout => 503,
+            Termination::ServerTimeout | Termination::ServerTimeoutBody => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// What [`Exchange::progress`] concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for a socket or the client.
+    Continue,
+    /// The response is complete; the socket may be reused when `reusable`.
+    Finished {
+        /// The backend connection can serve another request.
+        reusable: bool,
+    },
+    /// The exchange failed; the client got an error status or a stream reset.
+    Failed(Termination),
+}
+
+/// What the access log needs about an exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeInfo {
+    /// `:method`.
+    pub method: String,
+    /// `:authority`.
+    pub authority: String,
+    /// `:path`.
+    pub path: String,
+    /// When the request head arrived.
+    pub started: Instant,
+    /// When the backend connection was up.
+    pub connected_at: Option<Instant>,
+    /// When the response head arrived.
+    pub head_at: Option<Instant>,
+    /// The status sent to the client.
+    pub status: Option<u16>,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+}
+
+/// One request in flight to a backend server.
+pub struct Exchange {
+    /// The HTTP/3 stream it serves.
+    pub stream: u64,
+    /// Backend and server indexes in the configuration.
+    pub backend: usize,
+    /// Server index within the backend.
+    pub server: usize,
+    /// The server's address (for the pool).
+    pub addr: SocketAddr,
+    /// Access-log facts.
+    pub info: ExchangeInfo,
+    sock: BackendSocket,
+    connected: bool,
+    connect_deadline: Instant,
+    server_timeout: Duration,
+    last_activity: Instant,
+    // Request side.
+    out: VecDeque<Bytes>,
+    out_len: usize,
+    upload: UploadFraming,
+    client_done: bool,
+    // Response side.
+    head_buf: Vec<u8>,
+    head_sent: bool,
+    framing: BodyFraming,
+    length_left: u64,
+    chunked: ChunkedDecoder,
+    backend_done: bool,
+    keep_alive: bool,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+    set_headers: Vec<(String, String)>,
+}
+
+impl Exchange {
+    /// Starts an exchange on `sock` (connecting, or connected when it came from the pool).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stream: u64,
+        (backend, server, addr): (usize, usize, SocketAddr),
+        sock: BackendSocket,
+        connected: bool,
+        request: Vec<u8>,
+        upload: UploadFraming,
+        info: ExchangeInfo,
+        (connect_timeout, server_timeout): (Duration, Duration),
+        set_headers: Vec<(String, String)>,
+        now: Instant,
+    ) -> Self {
+        let out_len = request.len();
+        Exchange {
+            stream,
+            backend,
+            server,
+            addr,
+            info,
+            sock,
+            connected,
+            connect_deadline: now + connect_timeout,
+            server_timeout,
+            last_activity: now,
+            out: VecDeque::from([Bytes::from(request)]),
+            out_len,
+            upload,
+            client_done: upload == UploadFraming::None,
+            head_buf: Vec::new(),
+            head_sent: false,
+            framing: BodyFraming::Empty,
+            length_left: 0,
+            chunked: ChunkedDecoder::default(),
+            backend_done: false,
+            keep_alive: false,
+            pending: VecDeque::new(),
+            finished: false,
+            set_headers,
+        }
+    }
+
+    /// The socket, for (de)registration.
+    pub fn socket_mut(&mut self) -> &mut BackendSocket {
+        &mut self.sock
+    }
+
+    /// Gives the socket back (to pool or drop it) once the exchange is over.
+    pub fn into_socket(self) -> BackendSocket {
+        self.sock
+    }
+
+    /// When the exchange times out, if it can.
+    pub fn deadline(&self) -> Option<Instant> {
+        if !self.connected {
+            return Some(self.connect_deadline);
+        }
+        // A client too slow to take the response is not the server's fault.
+        let waiting_for_server = !self.backend_done && self.pending.is_empty();
+        waiting_for_server.then(|| self.last_activity + self.server_timeout)
+    }
+
+    /// The deadline passed.
+    pub fn on_timeout(&mut self, conn: &mut Connection) -> Step {
+        let why = if !self.connected {
+            Termination::ConnectTimeout
+        } else if !self.head_sent {
+            Termination::ServerTimeout
+        } else {
+            Termination::ServerTimeoutBody
+        };
+        self.fail(conn, why)
+    }
+
+    /// Does everything that can be done now.
+    pub fn progress(&mut self, conn: &mut Connection, now: Instant) -> Step {
+        if self.finished {
+            return Step::Finished { reusable: self.reusable() };
+        }
+        if !self.connected {
+            match self.sock.stream().take_error() {
+                Ok(Some(_)) | Err(_) => return self.fail(conn, Termination::ConnectFailed),
+                Ok(None) => {}
+            }
+            match self.sock.stream().peer_addr() {
+                Ok(_) => {
+                    self.connected = true;
+                    self.info.connected_at = Some(now);
+                    self.last_activity = now;
+                }
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Step::Continue,
+                Err(_) => return self.fail(conn, Termination::ConnectFailed),
+            }
+        }
+        self.pull_upload(conn);
+        if let Err(why) = self.write_out(now) {
+            return self.fail(conn, why);
+        }
+        if let Err(why) = self.read_backend(conn, now) {
+            return self.fail(conn, why);
+        }
+        if self.backend_done && self.pending.is_empty() && !self.finished {
+            let trailers = (self.framing == BodyFraming::Chunked).then(|| self.chunked.trailers()).filter(|t| !t.is_empty());
+            if self.framing != BodyFraming::Empty && conn.finish(self.stream, trailers).is_err() {
+                return self.fail(conn, Termination::ClientAborted);
+            }
+            self.finished = true;
+        }
+        if self.finished {
+            return Step::Finished { reusable: self.reusable() };
+        }
+        Step::Continue
+    }
+
+    fn reusable(&self) -> bool {
+        self.keep_alive && self.client_done && self.out_len == 0 && self.head_buf.is_empty()
+    }
+
+    /// Moves request body from the client to the backend buffer, within [`UPLOAD_WINDOW`].
+    fn pull_upload(&mut self, conn: &mut Connection) {
+        while !self.client_done && self.out_len < UPLOAD_WINDOW {
+            match conn.read_body(self.stream, 64 * 1024) {
+                Ok(BodyRead::Data(data)) => {
+                    self.info.bytes_in += data.len() as u64;
+                    let framed = match self.upload {
+                        UploadFraming::Chunked => Bytes::from(h1::encode_chunk(&data, false)),
+                        _ => data,
+                    };
+                    self.out_len += framed.len();
+                    self.out.push_back(framed);
+                }
+                Ok(BodyRead::End(trailers)) => {
+                    self.client_done = true;
+                    if self.upload == UploadFraming::Chunked {
+                        let mut last = b"0\r\n".to_vec();
+                        for t in trailers.unwrap_or_default() {
+                            last.extend_from_slice(t.name());
+                            last.extend_from_slice(b": ");
+                            last.extend_from_slice(t.value());
+                            last.extend_from_slice(b"\r\n");
+                        }
+                        last.extend_from_slice(b"\r\n");
+                        self.out_len += last.len();
+                        self.out.push_back(Bytes::from(last));
+                    }
+                }
+                Ok(BodyRead::Pending) | Err(_) => return,
+            }
+        }
+    }
+
+    fn write_out(&mut self, now: Instant) -> Result<(), Termination> {
+        while let Some(front) = self.out.front_mut() {
+            match self.sock.stream_mut().write(front) {
+                Ok(0) => return Err(self.server_failure()),
+                Ok(n) => {
+                    self.out_len -= n;
+                    self.last_activity = now;
+                    if n == front.len() {
+                        self.out.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A server may answer early and close its read side; keep reading its response.
+                Err(_) if self.head_sent || !self.head_buf.is_empty() => {
+                    self.out.clear();
+                    self.out_len = 0;
+                    self.keep_alive = false;
+                    return Ok(());
+                }
+                Err(_) => return Err(self.server_failure()),
+            }
+        }
+        Ok(())
+    }
+
+    fn server_failure(&self) -> Termination {
+        if self.head_sent {
+            Termination::ServerAbortedBody
+        } else {
+            Termination::ServerClosedEarly
+        }
+    }
+
+    /// Hands queued response body to the client; false when its Tx budget is full.
+    fn flush_pending(&mut self, conn: &mut Connection) -> Result<bool, Termination> {
+        while let Some(data) = self.pending.pop_front() {
+            let len = data.len() as u64;
+            match conn.send_body(self.stream, data) {
+                Ok(SendBody::Queued) => self.info.bytes_out += len,
+                Ok(SendBody::Blocked(data)) => {
+                    self.pending.push_front(data);
+                    return Ok(false);
+                }
+                Err(_) => return Err(Termination::ClientAborted),
+            }
+        }
+        Ok(true)
+    }
+
+    fn read_backend(&mut self, conn: &mut Connection, now: Instant) -> Result<(), Termination> {
+        loop {
+            if !self.flush_pending(conn)? || self.backend_done {
+                return Ok(());
+            }
+            let mut buf = vec![0u8; READ_CHUNK];
+            let n = match self.sock.stream_mut().read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Err(self.server_failure()),
+            };
+            self.last_activity = now;
+            if n == 0 {
+                return self.on_backend_eof();
+            }
+            buf.truncate(n);
+            let data = if self.head_sent {
+                Bytes::from(buf)
+            } else {
+                self.head_buf.extend_from_slice(&buf);
+                match self.parse_head(conn, now)? {
+                    Some(rest) => rest,
+                    None => continue,
+                }
+            };
+            self.take_body(data)?;
+        }
+    }
+
+    fn on_backend_eof(&mut self) -> Result<(), Termination> {
+        self.keep_alive = false;
+        match (self.head_sent, self.framing) {
+            (false, _) => Err(Termination::ServerClosedEarly),
+            (true, BodyFraming::UntilClose) => {
+                self.backend_done = true;
+                Ok(())
+            }
+            (true, _) if self.backend_done => Ok(()),
+            (true, _) => Err(Termination::ServerAbortedBody),
+        }
+    }
+
+    /// Parses the response head once complete; returns the body bytes that followed it.
+    fn parse_head(&mut self, conn: &mut Connection, now: Instant) -> Result<Option<Bytes>, Termination> {
+        loop {
+            let parsed = h1::parse_response(&self.head_buf, &self.info.method).map_err(|e| {
+                tracing::debug!(stream = self.stream, error = %e, "bad backend response");
+                Termination::BadResponse
+            })?;
+            let Some((head, len)) = parsed else { return Ok(None) };
+            let rest = self.head_buf.split_off(len);
+            self.head_buf = rest;
+            if head.status < 200 {
+                continue; // Interim response (100 Continue): not forwarded.
+            }
+            let mut out = H3Response { status: head.status, headers: head.headers };
+            for (name, value) in &self.set_headers {
+                out.headers.retain(|h| h.name() != name.as_bytes());
+                out.headers.push(Header::new(name.as_bytes(), value.as_bytes()));
+            }
+            let end = head.framing == BodyFraming::Empty;
+            conn.send_response(self.stream, &out, end).map_err(|_| Termination::ClientAborted)?;
+            self.head_sent = true;
+            self.info.status = Some(head.status);
+            self.info.head_at = Some(now);
+            self.framing = head.framing;
+            self.keep_alive = head.keep_alive;
+            match head.framing {
+                BodyFraming::Empty => self.backend_done = true,
+                BodyFraming::Length(n) => {
+                    self.length_left = n;
+                    self.backend_done = n == 0;
+                }
+                BodyFraming::Chunked | BodyFraming::UntilClose => {}
+            }
+            return Ok(Some(Bytes::from(std::mem::take(&mut self.head_buf))));
+        }
+    }
+
+    fn take_body(&mut self, data: Bytes) -> Result<(), Termination> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.backend_done {
+            // Bytes past the end of the response: the connection is out of step.
+            self.keep_alive = false;
+            return Ok(());
+        }
+        match self.framing {
+            BodyFraming::Empty => self.keep_alive = false,
+            BodyFraming::Length(_) => {
+                let take = (self.length_left.min(data.len() as u64)) as usize;
+                if take < data.len() {
+                    self.keep_alive = false;
+                }
+                self.length_left -= take as u64;
+                self.pending.push_back(data.slice(..take));
+                self.backend_done = self.length_left == 0;
+            }
+            BodyFraming::Chunked => {
+                let decoded = self.chunked.decode(&data).map_err(|_| Termination::ServerAbortedBody)?;
+                for range in decoded.data {
+                    if !range.is_empty() {
+                        self.pending.push_back(data.slice(range));
+                    }
+                }
+                if decoded.done {
+                    self.backend_done = true;
+                    if decoded.consumed < data.len() {
+                        self.keep_alive = false;
+                    }
+                }
+            }
+            BodyFraming::UntilClose => self.pending.push_back(data),
+        }
+        Ok(())
+    }
+
+    /// Ends the exchange on an error: an error status if no head went out, else a stream reset.
+    pub fn fail(&mut self, conn: &mut Connection, why: Termination) -> Step {
+        self.finished = true;
+        self.keep_alive = false;
+        if why == Termination::ClientAborted {
+            return Step::Failed(why);
+        }
+        if self.head_sent {
+            let _ = conn.reset_stream(self.stream, codes::H3_INTERNAL_ERROR);
+        } else {
+            let status = why.status();
+            respond_error(conn, self.stream, status);
+            self.info.status = Some(status);
+        }
+        Step::Failed(why)
+    }
+}
+
+/// Answers a stream with an error status and a short text body.
+pub fn respond_error(conn: &mut Connection, stream: u64, status: u16) {
+    let reason = match status {
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    };
+    let body = format!("{status} {reason}\n");
+    let head = H3Response::new(status)
+        .with_header("content-type", "text/plain")
+        .with_header("content-length", body.len().to_string())
+        .with_header("cache-control", "no-cache");
+    if conn.send_response(stream, &head, false).is_ok() {
+        let _ = conn.send_body(stream, Bytes::from(body));
+        let _ = conn.finish(stream, None);
+    }
+}

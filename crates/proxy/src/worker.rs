@@ -1,0 +1,688 @@
+//! One worker: a mio event loop that owns its UDP sockets, its connections and their backend exchanges.
+//!
+//! Tokens: listener sockets are `0..n`, signals [`SIGNALS`], backend sockets `EXCHANGE_BASE + index`.
+//! Connections have no token: all their datagrams arrive on a listener socket and are routed by
+//! destination CID ([`qcc::route::CidRouter`]). Each turn: drain every ready socket until `WouldBlock`,
+//! fire due timers, then process every connection marked dirty (events, then transmit), then collect
+//! closed ones.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use qcc::route::{CidRouter, Route};
+use qcc::{Closing, Connection, Counters, Event, Limits, RequestHead, ServerConfig, TransportParams};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::access;
+use crate::backend::{h1, respond_error, BackendSocket, Exchange, ExchangeInfo, Pool, Step, Termination};
+use crate::balance::RoundRobin;
+use crate::config::{Config, QuicBind};
+use crate::metrics::ProxyCounters;
+use crate::route::select_backend;
+
+/// The signals token.
+const SIGNALS: Token = Token(1 << 20);
+/// Backend socket tokens start here.
+const EXCHANGE_BASE: usize = 1 << 21;
+/// Length of the connection IDs we issue (short headers carry no length).
+const CID_LEN: usize = 16;
+/// UDP socket buffer size asked for (the kernel may cap it at net.core.rmem_max / wmem_max).
+const UDP_BUFFER: usize = 8 * 1024 * 1024;
+
+struct Listener {
+    socket: UdpSocket,
+    local: SocketAddr,
+    frontend: usize,
+    tls: ServerConfig,
+}
+
+enum SlotConn {
+    Live(Box<Connection>),
+    Closing(Closing),
+    /// Released with nothing left to drive (only while `release` runs, or after a forced stop).
+    Gone,
+}
+
+/// A connection in the slab. `serial` tags it: an exchange that outlives its connection finds a
+/// different serial (or nothing) and stops there.
+struct Slot {
+    serial: u64,
+    conn: SlotConn,
+    listener: usize,
+    peer: SocketAddr,
+    trace: String,
+    exchanges: HashMap<u64, usize>,
+    dirty: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ConnKey {
+    index: usize,
+    serial: u64,
+}
+
+/// How the worker ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every connection finished after a stop signal.
+    Graceful,
+    /// A second signal or `hard-stop-after` cut the drain short.
+    Forced,
+}
+
+/// The event loop.
+pub struct Worker {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    slots: Slab<Slot>,
+    router: CidRouter<usize>,
+    exchanges: Slab<(ConnKey, Exchange)>,
+    pool: Pool,
+    config: Arc<Config>,
+    config_path: Option<PathBuf>,
+    round_robin: Vec<RoundRobin>,
+    counters: Arc<Counters>,
+    proxy: Arc<ProxyCounters>,
+    serial: u64,
+    dirty: Vec<usize>,
+    stop_deadline: Option<Option<Instant>>,
+    signals: Signals,
+    rng: fastrand::Rng,
+    next_prune: Instant,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps these at its maximum.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).with_context(|| format!("binding UDP {addr}"))?;
+    Ok(socket.into())
+}
+
+/// quiche's transport parameters and the connection layer's limits from the configuration.
+fn quic_settings(config: &Config, frontend: usize) -> (TransportParams, Limits) {
+    let g = &config.global;
+    let t = &config.frontends[frontend].timeouts;
+    let params = TransportParams {
+        max_idle_timeout: g.max_idle_timeout,
+        max_streams_bidi: g.max_concurrent_streams,
+        initial_max_data: g.conn_max_data,
+        initial_max_stream_data: g.stream_max_data,
+        ..TransportParams::default()
+    };
+    let limits = Limits {
+        tx_budget: g.tx_max,
+        stream_rx_buf: g.stream_rxbuf,
+        handshake_timeout: t.client_hs,
+        http_request_timeout: t.http_request,
+        keep_alive_timeout: t.http_keep_alive,
+    };
+    (params, limits)
+}
+
+fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> Result<ServerConfig> {
+    let (params, limits) = quic_settings(config, frontend);
+    ServerConfig::new(&bind.cert, &bind.key, &params, limits)
+        .with_context(|| format!("TLS setup for {} ({})", bind.addr, bind.cert.display()))
+}
+
+impl Worker {
+    /// Binds every frontend's listeners and prepares the loop.
+    pub fn new(
+        config: Arc<Config>,
+        config_path: Option<PathBuf>,
+        counters: Arc<Counters>,
+        proxy: Arc<ProxyCounters>,
+    ) -> Result<Self> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (f, frontend) in config.frontends.iter().enumerate() {
+            for bind in &frontend.binds {
+                let tls = tls_config(&config, f, bind)?;
+                let mut socket = UdpSocket::from_std(udp_socket(bind.addr)?);
+                let local = socket.local_addr()?;
+                poll.registry().register(&mut socket, Token(listeners.len()), Interest::READABLE)?;
+                listeners.push(Listener { socket, local, frontend: f, tls });
+            }
+        }
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let round_robin = config.backends.iter().map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight))).collect();
+        Ok(Worker {
+            poll,
+            listeners,
+            slots: Slab::new(),
+            router: CidRouter::new(CID_LEN),
+            exchanges: Slab::new(),
+            pool: Pool::new(proxy.clone()),
+            config,
+            config_path,
+            round_robin,
+            counters,
+            proxy,
+            serial: 0,
+            dirty: Vec::new(),
+            stop_deadline: None,
+            signals,
+            rng: fastrand::Rng::new(),
+            next_prune: Instant::now(),
+            buf: vec![0; 65535],
+            out: vec![0; 65535],
+        })
+    }
+
+    /// The addresses the listeners are bound to (a port 0 in the config becomes a real port here).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local).collect()
+    }
+
+    /// Runs until a stop signal has drained every connection (or a second signal / hard-stop-after).
+    pub fn run(&mut self) -> Result<Exit> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = self.next_deadline(now).map(|t| t.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        if let Some(exit) = self.on_signals()? {
+                            return Ok(exit);
+                        }
+                    }
+                    Token(t) if t >= EXCHANGE_BASE => self.progress_exchange(t - EXCHANGE_BASE),
+                    Token(i) => self.read_listener(i),
+                }
+            }
+            let now = Instant::now();
+            self.fire_timers(now);
+            self.process_dirty(now);
+            if let Some(deadline) = self.stop_deadline {
+                if self.slots.is_empty() {
+                    tracing::info!("all connections drained, exiting");
+                    return Ok(Exit::Graceful);
+                }
+                if deadline.is_some_and(|d| d <= now) {
+                    tracing::warn!(connections = self.slots.len(), "hard-stop-after reached, closing what is left");
+                    self.force_close();
+                    return Ok(Exit::Forced);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let conns = self.slots.iter().filter_map(|(_, s)| match &s.conn {
+            SlotConn::Live(c) => c.poll_timeout(now),
+            SlotConn::Closing(c) => c.poll_timeout(now),
+            SlotConn::Gone => None,
+        });
+        let exchanges = self.exchanges.iter().filter_map(|(_, (_, ex))| ex.deadline());
+        let stop = self.stop_deadline.flatten();
+        conns.chain(exchanges).chain(stop).chain(Some(self.next_prune)).min()
+    }
+
+    // ---------------------------------------------------------------- datagrams
+
+    fn read_listener(&mut self, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else { return };
+            match listener.socket.recv_from(&mut self.buf) {
+                Ok((len, peer)) => self.on_datagram(i, len, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, listener: usize, len: usize, peer: SocketAddr) {
+        let now = Instant::now();
+        let local = self.listeners[listener].local;
+        let index = match self.router.route(&mut self.buf[..len]) {
+            Route::Owner(index) => index,
+            Route::New { dcid } => match self.accept(listener, len, peer, &dcid, now) {
+                Some(index) => index,
+                None => return,
+            },
+            Route::Drop => return,
+        };
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        let res = match &mut slot.conn {
+            SlotConn::Live(c) => c.handle_datagram(now, &mut self.buf[..len], peer, local),
+            SlotConn::Closing(c) => c.handle_datagram(now, &mut self.buf[..len], peer, local),
+            SlotConn::Gone => Ok(0),
+        };
+        if let Err(e) = res {
+            tracing::debug!(conn = %slot.trace, error = %e, "datagram refused");
+        }
+        // The client may have moved (NAT rebinding, migration): answers go where it is now.
+        slot.peer = peer;
+        mark_dirty(&mut self.dirty, slot, index);
+    }
+
+    fn accept(&mut self, listener: usize, len: usize, peer: SocketAddr, dcid: &[u8], now: Instant) -> Option<usize> {
+        if self.stop_deadline.is_some() {
+            return None; // Stopping: no new connection.
+        }
+        let hdr = quiche::Header::from_slice(&mut self.buf[..len], CID_LEN).ok()?;
+        let local = self.listeners[listener].local;
+        if !quiche::version_is_supported(hdr.version) {
+            let n = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut self.out).ok()?;
+            let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+            return None;
+        }
+        // A client Initial fills at least 1200 bytes (RFC 9000, 14.1); smaller ones cost us nothing.
+        if len < 1200 {
+            return None;
+        }
+        let scid: Vec<u8> = (0..CID_LEN).map(|_| self.rng.u8(..)).collect();
+        let scid = quiche::ConnectionId::from_vec(scid);
+        let conn = match Connection::accept(
+            &mut self.listeners[listener].tls,
+            &scid,
+            None,
+            local,
+            peer,
+            self.counters.clone(),
+            None,
+            now,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "accept failed");
+                return None;
+            }
+        };
+        self.serial += 1;
+        let trace = scid.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        tracing::debug!(conn = %trace, %peer, "new connection");
+        let index = self.slots.insert(Slot {
+            serial: self.serial,
+            conn: SlotConn::Live(Box::new(conn)),
+            listener,
+            peer,
+            trace,
+            exchanges: HashMap::new(),
+            dirty: false,
+        });
+        self.router.insert(dcid, index);
+        self.router.insert(scid.as_ref(), index);
+        Some(index)
+    }
+
+    // ---------------------------------------------------------------- connections
+
+    fn process_dirty(&mut self, now: Instant) {
+        while let Some(index) = self.dirty.pop() {
+            if let Some(slot) = self.slots.get_mut(index) {
+                slot.dirty = false;
+            }
+            self.handle_events(index, now);
+            self.transmit(index, now);
+        }
+    }
+
+    fn handle_events(&mut self, index: usize, now: Instant) {
+        let mut events = Vec::new();
+        {
+            let Some(slot) = self.slots.get_mut(index) else { return };
+            let SlotConn::Live(conn) = &mut slot.conn else { return };
+            while let Some(event) = conn.poll_event() {
+                events.push(event);
+            }
+        }
+        for event in events {
+            match event {
+                Event::Request { stream, head, end } => self.start_exchange(index, stream, head, end, now),
+                Event::Readable { stream } | Event::Writable { stream } => {
+                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                        self.progress_exchange(ex);
+                    }
+                }
+                Event::StreamClosed { stream, .. } => {
+                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                        self.progress_exchange(ex);
+                    }
+                }
+                Event::StreamAborted { stream, cause, .. } => {
+                    tracing::debug!(stream, ?cause, "stream aborted");
+                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                        self.end_exchange(ex, Termination::ClientAborted, false);
+                    }
+                }
+                Event::GoAway => {}
+                Event::Dead => self.release(index, now),
+            }
+        }
+    }
+
+    /// `Connection::release`, the only way a connection ends; its exchanges are dropped first.
+    fn release(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
+        for ex in exchanges {
+            self.end_exchange(ex, Termination::ClientAborted, false);
+        }
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        if !matches!(slot.conn, SlotConn::Live(_)) {
+            return;
+        }
+        let SlotConn::Live(conn) = std::mem::replace(&mut slot.conn, SlotConn::Gone) else { return };
+        let released = conn.release(now);
+        tracing::debug!(conn = %slot.trace, orphans = released.orphans.len(), "connection released");
+        slot.conn = SlotConn::Closing(released.closing);
+        mark_dirty(&mut self.dirty, slot, index);
+    }
+
+    fn transmit(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        let socket = &self.listeners[slot.listener].socket;
+        loop {
+            let t = match &mut slot.conn {
+                SlotConn::Live(c) => c.poll_transmit(now, &mut self.out),
+                SlotConn::Closing(c) => c.poll_transmit(now, &mut self.out),
+                SlotConn::Gone => None,
+            };
+            let Some(t) = t else { break };
+            match socket.send_to(&self.out[..t.len], t.to) {
+                Ok(_) => {}
+                // A full socket buffer drops the datagram; QUIC recovers it as a loss.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => tracing::trace!("UDP send buffer full"),
+                Err(e) => tracing::debug!(error = %e, to = %t.to, "UDP send failed"),
+            }
+        }
+        // Requests answered while transmitting (a stream closed) may have queued events.
+        if let SlotConn::Live(c) = &mut slot.conn {
+            if c.has_events() {
+                mark_dirty(&mut self.dirty, slot, index);
+            }
+        }
+        let closed = match &slot.conn {
+            SlotConn::Live(_) => false,
+            SlotConn::Closing(c) => c.is_closed(),
+            SlotConn::Gone => true,
+        };
+        if closed {
+            tracing::debug!(conn = %slot.trace, "connection closed");
+            self.slots.remove(index);
+            self.router.remove_owner(index);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        for (index, slot) in self.slots.iter_mut() {
+            let due = match &slot.conn {
+                SlotConn::Live(c) => c.poll_timeout(now),
+                SlotConn::Closing(c) => c.poll_timeout(now),
+                SlotConn::Gone => None,
+            };
+            if due.is_some_and(|t| t <= now) {
+                match &mut slot.conn {
+                    SlotConn::Live(c) => c.handle_timeout(now),
+                    SlotConn::Closing(c) => c.handle_timeout(now),
+                    SlotConn::Gone => {}
+                }
+                mark_dirty(&mut self.dirty, slot, index);
+            }
+        }
+        let expired: Vec<usize> =
+            self.exchanges.iter().filter(|(_, (_, ex))| ex.deadline().is_some_and(|t| t <= now)).map(|(i, _)| i).collect();
+        for ex in expired {
+            self.timeout_exchange(ex);
+        }
+        if self.next_prune <= now {
+            self.pool.prune(now);
+            self.next_prune = now + Duration::from_secs(5);
+        }
+    }
+
+    // ---------------------------------------------------------------- exchanges
+
+    fn start_exchange(&mut self, index: usize, stream: u64, head: RequestHead, end: bool, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else { return };
+        let SlotConn::Live(conn) = &mut slot.conn else { return };
+        let config = self.config.clone();
+        let frontend = &config.frontends[self.listeners[slot.listener].frontend];
+        let info = ExchangeInfo {
+            method: head.method.clone(),
+            authority: head.authority.clone(),
+            path: head.path.clone(),
+            started: now,
+            connected_at: None,
+            head_at: None,
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let Some(b) = select_backend(&config, frontend, &head) else {
+            respond_error(conn, stream, 503);
+            self.log_direct(index, stream, &info, 503, "-", Termination::ConnectFailed);
+            return;
+        };
+        let backend = &config.backends[b];
+        let Some(s) = self.round_robin[b].pick() else {
+            respond_error(conn, stream, 503);
+            self.log_direct(index, stream, &info, 503, &backend.name, Termination::ConnectFailed);
+            return;
+        };
+        let addr = backend.servers[s].addr;
+        let (sock, connected) = match self.pool.checkout(addr) {
+            Some(sock) => (sock, true),
+            None => match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    (BackendSocket::new(stream, self.proxy.clone()), false)
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "backend connect failed");
+                    self.proxy.connect_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    respond_error(conn, stream, 503);
+                    let name = format!("{}/{}", backend.name, backend.servers[s].name);
+                    self.log_direct(index, stream, &info, 503, &name, Termination::ConnectFailed);
+                    return;
+                }
+            },
+        };
+        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::Forwarded { client: slot.peer.ip() });
+        let (request, upload) = h1::encode_request(&head, end, forwarded);
+        let timeouts = (backend.timeouts.connect, backend.timeouts.server);
+        let set_headers = frontend.set_response_headers.clone();
+        let exchange = Exchange::new(stream, (b, s, addr), sock, connected, request, upload, info, timeouts, set_headers, now);
+        let key = ConnKey { index, serial: slot.serial };
+        let ex = self.exchanges.insert((key, exchange));
+        slot.exchanges.insert(stream, ex);
+        self.proxy.exchanges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let registry = self.poll.registry();
+        let sock = self.exchanges[ex].1.socket_mut().stream_mut();
+        if let Err(e) = registry.register(sock, Token(EXCHANGE_BASE + ex), Interest::READABLE | Interest::WRITABLE) {
+            tracing::warn!(error = %e, "registering a backend socket failed");
+        }
+        self.progress_exchange(ex);
+    }
+
+    fn progress_exchange(&mut self, ex: usize) {
+        let now = Instant::now();
+        let Some((key, exchange)) = self.exchanges.get_mut(ex) else { return };
+        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
+            self.counters.stale_wakeup();
+            self.end_exchange(ex, Termination::ClientAborted, false);
+            return;
+        };
+        let index = key.index;
+        let SlotConn::Live(conn) = &mut slot.conn else {
+            self.end_exchange(ex, Termination::ClientAborted, false);
+            return;
+        };
+        let step = exchange.progress(conn, now);
+        mark_dirty(&mut self.dirty, slot, index);
+        match step {
+            Step::Continue => {}
+            Step::Finished { reusable } => self.end_exchange(ex, Termination::Normal, reusable),
+            Step::Failed(why) => self.end_exchange(ex, why, false),
+        }
+    }
+
+    fn timeout_exchange(&mut self, ex: usize) {
+        let Some((key, exchange)) = self.exchanges.get_mut(ex) else { return };
+        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
+            self.end_exchange(ex, Termination::ClientAborted, false);
+            return;
+        };
+        let index = key.index;
+        let SlotConn::Live(conn) = &mut slot.conn else { return };
+        let step = exchange.on_timeout(conn);
+        mark_dirty(&mut self.dirty, slot, index);
+        if let Step::Failed(why) = step {
+            self.end_exchange(ex, why, false);
+        }
+    }
+
+    /// Removes an exchange: its socket goes back to the pool when reusable, else it is closed.
+    fn end_exchange(&mut self, ex: usize, why: Termination, reusable: bool) {
+        let Some((key, mut exchange)) = self.exchanges.try_remove(ex) else { return };
+        self.proxy.exchanges.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.poll.registry().deregister(exchange.socket_mut().stream_mut());
+        let slot = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial);
+        let (peer, trace) = match slot {
+            Some(slot) => {
+                slot.exchanges.remove(&exchange.stream);
+                (slot.peer.to_string(), slot.trace.clone())
+            }
+            None => ("-".into(), "-".into()),
+        };
+        let backend = &self.config.backends[exchange.backend];
+        let server = format!("{}/{}", backend.name, backend.servers[exchange.server].name);
+        let info = exchange.info.clone();
+        self.proxy.count_request(info.status, info.bytes_in, info.bytes_out);
+        access::log(&peer, &trace, exchange.stream, &info, &server, why.code(), Instant::now());
+        let addr = exchange.addr;
+        let sock = exchange.into_socket();
+        if reusable && self.stop_deadline.is_none() {
+            self.pool.checkin(addr, sock, Instant::now());
+        }
+    }
+
+    fn log_direct(&self, index: usize, stream: u64, info: &ExchangeInfo, status: u16, server: &str, why: Termination) {
+        let Some(slot) = self.slots.get(index) else { return };
+        let mut info = info.clone();
+        info.status = Some(status);
+        self.proxy.count_request(Some(status), 0, 0);
+        access::log(&slot.peer.to_string(), &slot.trace, stream, &info, server, why.code(), Instant::now());
+    }
+
+    // ---------------------------------------------------------------- signals and stop
+
+    fn on_signals(&mut self) -> Result<Option<Exit>> {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGHUP => self.reload(),
+                _ if self.stop_deadline.is_some() => {
+                    tracing::warn!("second stop signal: closing every connection now");
+                    self.force_close();
+                    return Ok(Some(Exit::Forced));
+                }
+                _ => self.begin_stop(Instant::now()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Graceful stop: GOAWAY to every client, no new connection, requests in flight finish.
+    pub fn begin_stop(&mut self, now: Instant) {
+        let hard = self.config.global.hard_stop_after.map(|d| now + d);
+        tracing::info!(connections = self.slots.len(), "stopping: GOAWAY to every client");
+        self.stop_deadline = Some(hard);
+        self.pool.clear();
+        for (index, slot) in self.slots.iter_mut() {
+            if let SlotConn::Live(c) = &mut slot.conn {
+                c.shutdown(now);
+            }
+            mark_dirty(&mut self.dirty, slot, index);
+        }
+        self.process_dirty(now);
+    }
+
+    fn force_close(&mut self) {
+        let now = Instant::now();
+        let indexes: Vec<usize> = self.slots.iter().map(|(i, _)| i).collect();
+        for index in indexes {
+            if let Some(SlotConn::Live(c)) = self.slots.get_mut(index).map(|s| &mut s.conn) {
+                c.close(qcc::codes::H3_NO_ERROR, "shutting down");
+            }
+            self.release(index, now);
+            self.transmit(index, now);
+        }
+        let rest: Vec<usize> = self.exchanges.iter().map(|(i, _)| i).collect();
+        for ex in rest {
+            self.end_exchange(ex, Termination::ClientAborted, false);
+        }
+        self.slots.clear();
+        self.pool.clear();
+    }
+
+    /// SIGHUP: read the configuration again for new requests. Listeners and TLS stay as they are.
+    fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            tracing::warn!("SIGHUP: no configuration file to reload");
+            return;
+        };
+        match Config::load(&path) {
+            Ok(new) => {
+                let binds = |c: &Config| c.frontends.iter().map(|f| f.binds.clone()).collect::<Vec<_>>();
+                if binds(&new) != binds(&self.config) {
+                    tracing::warn!("SIGHUP: listener changes need a restart; keeping the running configuration");
+                    return;
+                }
+                self.round_robin = new.backends.iter().map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight))).collect();
+                let ended: Vec<usize> = self
+                    .exchanges
+                    .iter()
+                    .filter(|(_, (_, ex))| ex.backend >= new.backends.len() || ex.server >= new.backends[ex.backend].servers.len())
+                    .map(|(i, _)| i)
+                    .collect();
+                self.config = Arc::new(new);
+                tracing::info!(path = %path.display(), "configuration reloaded");
+                for ex in ended {
+                    self.end_exchange(ex, Termination::ClientAborted, false);
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),
+        }
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<usize>, slot: &mut Slot, index: usize) {
+    if !slot.dirty {
+        slot.dirty = true;
+        dirty.push(index);
+    }
+}
