@@ -13,7 +13,15 @@ fn ms(from: Instant, to: Option<Instant>) -> i64 {
 }
 
 /// Writes one access line (tracing target `qproxy::access`, level info).
-pub fn log(client: &str, conn: &str, stream: u64, info: &ExchangeInfo, server: &str, termination: &str, now: Instant) {
+pub fn log(
+    client: &str,
+    conn: &str,
+    stream: u64,
+    info: &ExchangeInfo,
+    server: &str,
+    termination: &str,
+    now: Instant,
+) {
     let status = info.status.map_or("-".to_string(), |s| s.to_string());
     tracing::info!(
         target: "qproxy::access",

@@ -26,7 +26,11 @@ impl RoundRobin {
         for (c, w) in self.current.iter_mut().zip(&self.weights) {
             *c += w;
         }
-        let (best, _) = self.current.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))?;
+        let (best, _) = self
+            .current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))?;
         self.current[best] -= total;
         Some(best)
     }
@@ -43,7 +47,10 @@ mod tests {
         let count = |s| picks.iter().filter(|p| **p == s).count();
         assert_eq!((count(0), count(1), count(2)), (1000, 2000, 3000));
         let mut rr = RoundRobin::new([2, 1]);
-        assert_eq!((0..3).map(|_| rr.pick().unwrap()).collect::<Vec<_>>(), vec![0, 1, 0]);
+        assert_eq!(
+            (0..3).map(|_| rr.pick().unwrap()).collect::<Vec<_>>(),
+            vec![0, 1, 0]
+        );
         assert_eq!(RoundRobin::new([]).pick(), None);
     }
 }

@@ -221,8 +221,11 @@ pub struct Config {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { file: path.to_path_buf(), line: 0, message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
         Config::parse(path, &text)
     }
 
@@ -357,7 +360,9 @@ struct Parser {
 type Res<T> = Result<T, String>;
 
 fn need<'a>(args: &'a [String], i: usize, what: &str) -> Res<&'a str> {
-    args.get(i).map(String::as_str).ok_or_else(|| format!("expected {what}"))
+    args.get(i)
+        .map(String::as_str)
+        .ok_or_else(|| format!("expected {what}"))
 }
 
 fn no_more(args: &[String], from: usize) -> Res<()> {
@@ -369,16 +374,20 @@ fn no_more(args: &[String], from: usize) -> Res<()> {
 
 fn duration_arg(args: &[String], i: usize, what: &str) -> Res<Duration> {
     let raw = need(args, i, what)?;
-    parse_duration(raw).ok_or_else(|| format!("expected {what} as a duration such as 500ms, 10s or 2m, found '{raw}'"))
+    parse_duration(raw)
+        .ok_or_else(|| format!("expected {what} as a duration such as 500ms, 10s or 2m, found '{raw}'"))
 }
 
 fn size_arg(args: &[String], i: usize, what: &str) -> Res<u64> {
     let raw = need(args, i, what)?;
-    parse_size(raw).ok_or_else(|| format!("expected {what} as a size such as 65536, 64k or 4m, found '{raw}'"))
+    parse_size(raw)
+        .ok_or_else(|| format!("expected {what} as a size such as 65536, 64k or 4m, found '{raw}'"))
 }
 
 fn addr_arg(raw: &str, what: &str) -> Res<SocketAddr> {
-    raw.parse().map_err(|_| format!("expected {what} as ADDRESS:PORT (e.g. 127.0.0.1:4433 or [::1]:4433), found '{raw}'"))
+    raw.parse().map_err(|_| {
+        format!("expected {what} as ADDRESS:PORT (e.g. 127.0.0.1:4433 or [::1]:4433), found '{raw}'")
+    })
 }
 
 impl Parser {
@@ -397,7 +406,11 @@ impl Parser {
     }
 
     fn err_at(&self, line: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.clone(), line, message: message.into() }
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            message: message.into(),
+        }
     }
 
     fn path(&self, raw: &str) -> PathBuf {
@@ -437,9 +450,12 @@ impl Parser {
             "frontend" | "backend" => {
                 let name = need(args, 1, &format!("a name after '{kw}'"))?.to_string();
                 no_more(args, 2)?;
-                let taken = self.fronts.iter().any(|f| f.front.name == name) || self.backends.iter().any(|(b, _)| b.name == name);
+                let taken = self.fronts.iter().any(|f| f.front.name == name)
+                    || self.backends.iter().any(|(b, _)| b.name == name);
                 if taken {
-                    return Err(format!("the name '{name}' is already used by another proxy section"));
+                    return Err(format!(
+                        "the name '{name}' is already used by another proxy section"
+                    ));
                 }
                 if kw == "frontend" {
                     self.fronts.push(FrontendDraft {
@@ -470,11 +486,15 @@ impl Parser {
                 }
                 return Ok(());
             }
-            "listen" => return Err("'listen' sections are not supported; use a frontend and a backend".into()),
+            "listen" => {
+                return Err("'listen' sections are not supported; use a frontend and a backend".into())
+            }
             _ => {}
         }
         match self.section {
-            Section::None => Err(format!("'{kw}' outside a section; expected global, defaults, frontend or backend first")),
+            Section::None => Err(format!(
+                "'{kw}' outside a section; expected global, defaults, frontend or backend first"
+            )),
             Section::Global => self.global_kw(args),
             Section::Defaults => self.defaults_kw(args),
             Section::Frontend(i) | Section::Stats(i) => self.frontend_kw(i, args),
@@ -528,7 +548,11 @@ impl Parser {
     }
 
     fn timeout_kw(t: &mut Timeouts, args: &[String]) -> Res<()> {
-        let which = need(args, 1, "a timeout name (connect, server, client, http-request, http-keep-alive, client-fin, client-hs)")?;
+        let which = need(
+            args,
+            1,
+            "a timeout name (connect, server, client, http-request, http-keep-alive, client-fin, client-hs)",
+        )?;
         let d = duration_arg(args, 2, &format!("the value of 'timeout {which}'"))?;
         no_more(args, 3)?;
         let slot = match which {
@@ -571,10 +595,14 @@ impl Parser {
             },
             "balance" => match need(args, 1, "an algorithm")? {
                 "roundrobin" => no_more(args, 2),
-                other => Err(format!("unknown balance algorithm '{other}'; expected roundrobin")),
+                other => Err(format!(
+                    "unknown balance algorithm '{other}'; expected roundrobin"
+                )),
             },
             "log" | "retries" | "maxconn" => Ok(()),
-            kw => Err(format!("unknown keyword '{kw}' in a defaults section; expected timeout, option, mode or balance")),
+            kw => Err(format!(
+                "unknown keyword '{kw}' in a defaults section; expected timeout, option, mode or balance"
+            )),
         }
     }
 
@@ -588,12 +616,17 @@ impl Parser {
         if need(args, start + 1, "'{' to open the condition")? != "{" {
             return Err("expected '{' after if/unless (conditions are written { fetch value ... })".into());
         }
-        let close = args.iter().rposition(|a| a == "}").ok_or("expected '}' to close the condition")?;
+        let close = args
+            .iter()
+            .rposition(|a| a == "}")
+            .ok_or("expected '}' to close the condition")?;
         if close != args.len() - 1 {
             return Err(format!("unexpected '{}' after the condition", args[close + 1]));
         }
         let inner = &args[start + 2..close];
-        let fetch = inner.first().ok_or("expected a fetch such as path_beg, path or hdr(host) inside { }")?;
+        let fetch = inner
+            .first()
+            .ok_or("expected a fetch such as path_beg, path or hdr(host) inside { }")?;
         let mut values: Vec<String> = inner[1..].to_vec();
         let acl = match fetch.as_str() {
             "path_beg" => Acl::PathBeg(values),
@@ -607,9 +640,17 @@ impl Parser {
                 if ignore_case {
                     values.remove(0);
                 }
-                Acl::Hdr { name, values, ignore_case }
+                Acl::Hdr {
+                    name,
+                    values,
+                    ignore_case,
+                }
             }
-            other => return Err(format!("unknown fetch '{other}'; expected path_beg, path or hdr(NAME)")),
+            other => {
+                return Err(format!(
+                    "unknown fetch '{other}'; expected path_beg, path or hdr(NAME)"
+                ))
+            }
         };
         let empty = match &acl {
             Acl::PathBeg(v) | Acl::Path(v) => v.is_empty(),
@@ -731,7 +772,10 @@ impl Parser {
             "server" => {
                 let name = need(args, 1, "a server name")?.to_string();
                 if backend.servers.iter().any(|s| s.name == name) {
-                    return Err(format!("server '{name}' is already defined in backend '{}'", backend.name));
+                    return Err(format!(
+                        "server '{name}' is already defined in backend '{}'",
+                        backend.name
+                    ));
                 }
                 let addr = addr_arg(need(args, 2, "the server address")?, "the server address")?;
                 let (mut weight, mut check) = (1, false);
@@ -740,21 +784,38 @@ impl Parser {
                     match args[j].as_str() {
                         "weight" => {
                             let raw = need(args, j + 1, "a weight")?;
-                            weight = raw.parse().ok().filter(|w| (1..=256).contains(w)).ok_or(format!("expected a weight from 1 to 256, found '{raw}'"))?;
+                            weight = raw
+                                .parse()
+                                .ok()
+                                .filter(|w| (1..=256).contains(w))
+                                .ok_or(format!("expected a weight from 1 to 256, found '{raw}'"))?;
                             j += 1;
                         }
                         "check" => check = true,
-                        other => return Err(format!("unknown server option '{other}'; expected weight N or check")),
+                        other => {
+                            return Err(format!(
+                                "unknown server option '{other}'; expected weight N or check"
+                            ))
+                        }
                     }
                     j += 1;
                 }
-                backend.servers.push(Server { name, addr, weight, check });
+                backend.servers.push(Server {
+                    name,
+                    addr,
+                    weight,
+                    check,
+                });
                 Ok(())
             }
             "balance" => {
                 match need(args, 1, "an algorithm")? {
                     "roundrobin" => backend.balance = Balance::RoundRobin,
-                    other => return Err(format!("unknown balance algorithm '{other}'; expected roundrobin")),
+                    other => {
+                        return Err(format!(
+                            "unknown balance algorithm '{other}'; expected roundrobin"
+                        ))
+                    }
                 }
                 no_more(args, 2)
             }
@@ -814,9 +875,17 @@ impl Parser {
             }
         }
         if frontends.is_empty() {
-            return Err(self.err_at(0, "no HTTP/3 frontend: expected a frontend with 'bind quic4@ADDR:PORT ssl crt FILE'"));
+            return Err(self.err_at(
+                0,
+                "no HTTP/3 frontend: expected a frontend with 'bind quic4@ADDR:PORT ssl crt FILE'",
+            ));
         }
-        Ok(Config { global: self.global, frontends, backends: self.backends.into_iter().map(|(b, _)| b).collect(), stats })
+        Ok(Config {
+            global: self.global,
+            frontends,
+            backends: self.backends.into_iter().map(|(b, _)| b).collect(),
+            stats,
+        })
     }
 }
 
@@ -846,7 +915,10 @@ mod tests {
         assert_eq!(c.global.tx_max, 1 << 20);
         let f = &c.frontends[0];
         assert_eq!(f.binds[0].addr, "127.0.0.1:4433".parse().unwrap());
-        assert_eq!(f.set_response_headers, vec![("alt-svc".into(), "h3=\":443\";ma=900".into())]);
+        assert_eq!(
+            f.set_response_headers,
+            vec![("alt-svc".into(), "h3=\":443\";ma=900".into())]
+        );
         assert_eq!(f.rules[0].acl, Acl::PathBeg(vec!["/api".into(), "/v2".into()]));
         assert!(matches!(&f.rules[1].acl, Acl::Hdr { name, ignore_case: true, .. } if name == "host"));
         assert!(f.forwardfor);
@@ -878,15 +950,27 @@ mod tests {
             (5, "  timeout whenever 2s", "unknown timeout"),
             (6, "  option teleport", "unknown option"),
             (9, "  bind quic4@[::1]:4433 ssl crt x", "quic4@ takes an IPv4"),
-            (9, "  bind quic4@127.0.0.1:4433 crt /etc/hosts", "needs 'ssl crt FILE'"),
-            (9, "  bind quic4@127.0.0.1:4433 ssl crt /nonexistent.pem", "cannot read the certificate"),
+            (
+                9,
+                "  bind quic4@127.0.0.1:4433 crt /etc/hosts",
+                "needs 'ssl crt FILE'",
+            ),
+            (
+                9,
+                "  bind quic4@127.0.0.1:4433 ssl crt /nonexistent.pem",
+                "cannot read the certificate",
+            ),
             (11, "  use_backend api if { path_beg }", "at least one value"),
             (11, "  use_backend api when { path_beg /a }", "'if' or 'unless'"),
             (13, "  default_backend nowhere", "no backend named 'nowhere'"),
             (17, "  server a 127.0.0.1 weight 2", "ADDRESS:PORT"),
             (17, "  server a 127.0.0.1:8080 weight 0", "weight from 1 to 256"),
             (16, "  balance fastest", "unknown balance"),
-            (18, "  srever b 127.0.0.1:8081", "unknown keyword 'srever' in backend 'app'"),
+            (
+                18,
+                "  srever b 127.0.0.1:8081",
+                "unknown keyword 'srever' in backend 'app'",
+            ),
         ];
         for (n, line, expect) in cases {
             let (at, msg) = error_line(&with(n, line));
@@ -899,7 +983,9 @@ mod tests {
     fn structural_errors() {
         assert!(error_line("timeout connect 1s\n").1.contains("outside a section"));
         assert!(error_line("global\n").1.contains("no HTTP/3 frontend"));
-        assert!(error_line("frontend f\n  bind 127.0.0.1:80\n").1.contains("serves only stats"));
+        assert!(error_line("frontend f\n  bind 127.0.0.1:80\n")
+            .1
+            .contains("serves only stats"));
         assert!(error_line("backend b\n").1.contains("has no server"));
         assert!(error_line("global\n  nbthread \"2\n").1.contains("unterminated"));
     }
@@ -917,6 +1003,9 @@ mod tests {
 
     #[test]
     fn words_handle_quotes_and_comments() {
-        assert_eq!(words(r#"a "b c" 'd\e' f\ g # h"#).unwrap(), vec!["a", "b c", "d\\e", "f g"]);
+        assert_eq!(
+            words(r#"a "b c" 'd\e' f\ g # h"#).unwrap(),
+            vec!["a", "b c", "d\\e", "f g"]
+        );
     }
 }

@@ -38,7 +38,11 @@ pub fn write_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let ca_cert = ca.self_signed(&ca_key)?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
     leaf.distinguished_name.push(DnType::CommonName, "localhost");
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -48,7 +52,10 @@ pub fn write_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let ca_path = dir.join("ca.pem");
     let server_path = dir.join("server.pem");
     std::fs::write(&ca_path, ca_cert.pem())?;
-    std::fs::write(&server_path, format!("{}{}{}", leaf_cert.pem(), ca_cert.pem(), leaf_key.serialize_pem()))?;
+    std::fs::write(
+        &server_path,
+        format!("{}{}{}", leaf_cert.pem(), ca_cert.pem(), leaf_key.serialize_pem()),
+    )?;
     Ok((ca_path, server_path))
 }
 
@@ -82,7 +89,13 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
         server_pem.display()
     );
     std::fs::write(&config, text)?;
-    Ok(Demo { config, ca, port, metrics: format!("http://127.0.0.1:{stats_port}/metrics"), origin })
+    Ok(Demo {
+        config,
+        ca,
+        port,
+        metrics: format!("http://127.0.0.1:{stats_port}/metrics"),
+        origin,
+    })
 }
 
 // ---------------------------------------------------------------- the origin
@@ -94,13 +107,17 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
 pub fn spawn_origin(addr: SocketAddr) -> Result<SocketAddr> {
     let listener = TcpListener::bind(addr).with_context(|| format!("binding the demo origin on {addr}"))?;
     let local = listener.local_addr()?;
-    std::thread::Builder::new().name("demo-origin".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = std::thread::Builder::new().name("demo-origin-conn".into()).spawn(move || {
-                let _ = serve_connection(stream);
-            });
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("demo-origin".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = std::thread::Builder::new()
+                    .name("demo-origin-conn".into())
+                    .spawn(move || {
+                        let _ = serve_connection(stream);
+                    });
+            }
+        })?;
     Ok(local)
 }
 
@@ -130,17 +147,23 @@ fn serve_connection(stream: TcpStream) -> std::io::Result<()> {
         let mut fields = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut fields);
         if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
-            writer.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
+            writer
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
             return Ok(());
         }
         let method = req.method.unwrap_or("GET").to_string();
         let path = req.path.unwrap_or("/").to_string();
         let header = |name: &str| {
-            req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value).to_string())
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).to_string())
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let length: u64 = header("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let length: u64 = header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         let body = read_body(&mut reader, chunked, length)?;
         respond(&mut writer, &method, &path, &body)?;
         if close {
@@ -158,7 +181,9 @@ fn read_body(reader: &mut BufReader<TcpStream>, chunked: bool, length: u64) -> s
             if buf.is_empty() {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            let decoded = decoder.decode(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            let decoded = decoder
+                .decode(buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
             for r in decoded.data {
                 body.extend_from_slice(&buf[r]);
             }
@@ -195,7 +220,11 @@ fn respond(w: &mut TcpStream, method: &str, path: &str, body: &[u8]) -> std::io:
         w.write_all(head("200 OK", body.len() as u64, "application/octet-stream").as_bytes())?;
         return w.write_all(body);
     }
-    if let Some(code) = path.strip_prefix("/status/").and_then(|n| n.parse::<u16>().ok()).filter(|c| (200..600).contains(c)) {
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|n| n.parse::<u16>().ok())
+        .filter(|c| (200..600).contains(c))
+    {
         let text = format!("status {code}\n");
         w.write_all(head(&format!("{code} Status"), text.len() as u64, "text/plain").as_bytes())?;
         return w.write_all(text.as_bytes());
@@ -203,7 +232,11 @@ fn respond(w: &mut TcpStream, method: &str, path: &str, body: &[u8]) -> std::io:
     if path == "/" {
         let text = "Hello from the qproxy demo origin. This response came over HTTP/1.1 to qproxy, and to you over HTTP/3.\n";
         w.write_all(head("200 OK", text.len() as u64, "text/plain").as_bytes())?;
-        return if method == "HEAD" { Ok(()) } else { w.write_all(text.as_bytes()) };
+        return if method == "HEAD" {
+            Ok(())
+        } else {
+            w.write_all(text.as_bytes())
+        };
     }
     let text = "not found\n";
     w.write_all(head("404 Not Found", text.len() as u64, "text/plain").as_bytes())?;

@@ -15,7 +15,12 @@ use qproxy::worker::{Exit, Worker};
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Configuration file (HAProxy syntax subset, see docs/configuration.md).
-    #[arg(short = 'f', long = "config", value_name = "FILE", required_unless_present = "demo")]
+    #[arg(
+        short = 'f',
+        long = "config",
+        value_name = "FILE",
+        required_unless_present = "demo"
+    )]
     config: Option<PathBuf>,
     /// Check the configuration and exit: 0 when valid, 1 otherwise.
     #[arg(short = 'c', long = "check")]
@@ -65,7 +70,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = match (&cli.config, cli.demo) {
         (_, true) => {
-            let dir = cli.demo_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("qproxy-demo"));
+            let dir = cli
+                .demo_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("qproxy-demo"));
             let demo = qproxy::demo::prepare(&dir, cli.demo_port)?;
             println!(
                 "qproxy demo: HTTP/3 on https://localhost:{port}/ (127.0.0.1 UDP {port}), origin {origin}\n\
@@ -96,14 +104,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if config.global.nbthread > 1 {
-        tracing::warn!(nbthread = config.global.nbthread, "this version runs one worker; nbthread is accepted for compatibility");
+        tracing::warn!(
+            nbthread = config.global.nbthread,
+            "this version runs one worker; nbthread is accepted for compatibility"
+        );
     }
     let config = Arc::new(config);
     let counters = Arc::new(qcc::Counters::default());
     let proxy = Arc::new(ProxyCounters::default());
     for stats in &config.stats {
-        let addr = qproxy::stats::spawn(stats.addr, stats.metrics_path.clone(), counters.clone(), proxy.clone())
-            .with_context(|| format!("stats frontend '{}' on {}", stats.name, stats.addr))?;
+        let addr = qproxy::stats::spawn(
+            stats.addr,
+            stats.metrics_path.clone(),
+            counters.clone(),
+            proxy.clone(),
+        )
+        .with_context(|| format!("stats frontend '{}' on {}", stats.name, stats.addr))?;
         tracing::info!(%addr, path = %stats.metrics_path, "stats listener ready");
     }
     let mut worker = Worker::new(config, Some(path), counters, proxy)?;

@@ -88,39 +88,149 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 pub fn render(layers: &Snapshot, proxy: &ProxyCounters) -> String {
     let mut out = String::with_capacity(4096);
     let s = layers;
-    metric(&mut out, CONNECTIONS, "gauge", "Live HTTP/3 connections.", &[("", s.connections_live)]);
-    metric(&mut out, CONNECTIONS_TOTAL, "counter", "HTTP/3 connections accepted.", &[("", s.connections_total)]);
-    metric(&mut out, CLOSING, "gauge", "Released connections still closing.", &[("", s.closing_live)]);
-    metric(&mut out, STREAMS, "gauge", "Live HTTP/3 request streams.", &[("", s.streams_live)]);
-    metric(&mut out, STREAMS_TOTAL, "counter", "HTTP/3 request streams opened.", &[("", s.streams_total)]);
+    metric(
+        &mut out,
+        CONNECTIONS,
+        "gauge",
+        "Live HTTP/3 connections.",
+        &[("", s.connections_live)],
+    );
+    metric(
+        &mut out,
+        CONNECTIONS_TOTAL,
+        "counter",
+        "HTTP/3 connections accepted.",
+        &[("", s.connections_total)],
+    );
+    metric(
+        &mut out,
+        CLOSING,
+        "gauge",
+        "Released connections still closing.",
+        &[("", s.closing_live)],
+    );
+    metric(
+        &mut out,
+        STREAMS,
+        "gauge",
+        "Live HTTP/3 request streams.",
+        &[("", s.streams_live)],
+    );
+    metric(
+        &mut out,
+        STREAMS_TOTAL,
+        "counter",
+        "HTTP/3 request streams opened.",
+        &[("", s.streams_total)],
+    );
     metric(
         &mut out,
         DESCRIPTORS,
         "gauge",
         "Live stream descriptors by phase.",
-        &[("phase=\"attached\"", s.descs_attached_live), ("phase=\"released\"", s.descs_released_live)],
+        &[
+            ("phase=\"attached\"", s.descs_attached_live),
+            ("phase=\"released\"", s.descs_released_live),
+        ],
     );
-    metric(&mut out, DESCRIPTORS_TOTAL, "counter", "Stream descriptors created.", &[("", s.descs_total)]);
-    metric(&mut out, TX_BUDGET_BYTES, "gauge", "Tx budget bytes in use.", &[("", s.tx_budget_bytes)]);
-    metric(&mut out, TX_BUDGET_WAITS, "counter", "Streams refused by a full Tx budget.", &[("", s.tx_budget_waits)]);
-    metric(&mut out, STALE_WAKEUPS, "counter", "Wake-ups whose target was gone.", &[("", s.stale_wakeups)]);
-    metric(&mut out, OUT_OF_ORDER, "counter", "Out-of-order releases (must be 0).", &[("", s.out_of_order_releases)]);
+    metric(
+        &mut out,
+        DESCRIPTORS_TOTAL,
+        "counter",
+        "Stream descriptors created.",
+        &[("", s.descs_total)],
+    );
+    metric(
+        &mut out,
+        TX_BUDGET_BYTES,
+        "gauge",
+        "Tx budget bytes in use.",
+        &[("", s.tx_budget_bytes)],
+    );
+    metric(
+        &mut out,
+        TX_BUDGET_WAITS,
+        "counter",
+        "Streams refused by a full Tx budget.",
+        &[("", s.tx_budget_waits)],
+    );
+    metric(
+        &mut out,
+        STALE_WAKEUPS,
+        "counter",
+        "Wake-ups whose target was gone.",
+        &[("", s.stale_wakeups)],
+    );
+    metric(
+        &mut out,
+        OUT_OF_ORDER,
+        "counter",
+        "Out-of-order releases (must be 0).",
+        &[("", s.out_of_order_releases)],
+    );
     let p = proxy;
-    let (open, idle) = (p.backend_sockets.load(Relaxed), p.backend_sockets_idle.load(Relaxed));
+    let (open, idle) = (
+        p.backend_sockets.load(Relaxed),
+        p.backend_sockets_idle.load(Relaxed),
+    );
     metric(
         &mut out,
         BACKEND_SOCKETS,
         "gauge",
         "Open backend TCP sockets by state.",
-        &[("state=\"active\"", open.saturating_sub(idle)), ("state=\"idle\"", idle)],
+        &[
+            ("state=\"active\"", open.saturating_sub(idle)),
+            ("state=\"idle\"", idle),
+        ],
     );
-    metric(&mut out, EXCHANGES, "gauge", "Backend exchanges in progress.", &[("", p.exchanges.load(Relaxed))]);
-    let classes = ["class=\"1xx\"", "class=\"2xx\"", "class=\"3xx\"", "class=\"4xx\"", "class=\"5xx\"", "class=\"none\""];
-    let samples: Vec<(&str, u64)> = classes.iter().zip(&p.requests).map(|(l, c)| (*l, c.load(Relaxed))).collect();
-    metric(&mut out, REQUESTS_TOTAL, "counter", "Requests answered, by status class.", &samples);
-    metric(&mut out, BYTES_IN, "counter", "Request body bytes from clients.", &[("", p.bytes_in.load(Relaxed))]);
-    metric(&mut out, BYTES_OUT, "counter", "Response body bytes to clients.", &[("", p.bytes_out.load(Relaxed))]);
-    metric(&mut out, CONNECT_ERRORS, "counter", "Failed backend connections.", &[("", p.connect_errors.load(Relaxed))]);
+    metric(
+        &mut out,
+        EXCHANGES,
+        "gauge",
+        "Backend exchanges in progress.",
+        &[("", p.exchanges.load(Relaxed))],
+    );
+    let classes = [
+        "class=\"1xx\"",
+        "class=\"2xx\"",
+        "class=\"3xx\"",
+        "class=\"4xx\"",
+        "class=\"5xx\"",
+        "class=\"none\"",
+    ];
+    let samples: Vec<(&str, u64)> = classes
+        .iter()
+        .zip(&p.requests)
+        .map(|(l, c)| (*l, c.load(Relaxed)))
+        .collect();
+    metric(
+        &mut out,
+        REQUESTS_TOTAL,
+        "counter",
+        "Requests answered, by status class.",
+        &samples,
+    );
+    metric(
+        &mut out,
+        BYTES_IN,
+        "counter",
+        "Request body bytes from clients.",
+        &[("", p.bytes_in.load(Relaxed))],
+    );
+    metric(
+        &mut out,
+        BYTES_OUT,
+        "counter",
+        "Response body bytes to clients.",
+        &[("", p.bytes_out.load(Relaxed))],
+    );
+    metric(
+        &mut out,
+        CONNECT_ERRORS,
+        "counter",
+        "Failed backend connections.",
+        &[("", p.connect_errors.load(Relaxed))],
+    );
     out
 }
 
@@ -133,12 +243,25 @@ mod tests {
         let p = ProxyCounters::default();
         p.count_request(Some(503), 1, 2);
         p.count_request(None, 0, 0);
-        let text = render(&Snapshot { streams_live: 3, ..Snapshot::default() }, &p);
+        let text = render(
+            &Snapshot {
+                streams_live: 3,
+                ..Snapshot::default()
+            },
+            &p,
+        );
         assert!(text.contains("qproxy_h3_streams 3\n"));
         assert!(text.contains("qproxy_http_requests_total{class=\"5xx\"} 1\n"));
         assert!(text.contains("qproxy_http_requests_total{class=\"none\"} 1\n"));
         assert!(text.contains("qproxy_stream_descriptors{phase=\"released\"} 0\n"));
-        for name in [CONNECTIONS, STREAMS, DESCRIPTORS, TX_BUDGET_BYTES, BACKEND_SOCKETS, OUT_OF_ORDER] {
+        for name in [
+            CONNECTIONS,
+            STREAMS,
+            DESCRIPTORS,
+            TX_BUDGET_BYTES,
+            BACKEND_SOCKETS,
+            OUT_OF_ORDER,
+        ] {
             assert_eq!(text.matches(&format!("# TYPE {name} ")).count(), 1, "{name}");
         }
     }

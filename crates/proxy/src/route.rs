@@ -19,7 +19,11 @@ fn matches(acl: &Acl, head: &RequestHead) -> bool {
     match acl {
         Acl::PathBeg(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
         Acl::Path(paths) => paths.iter().any(|p| p == path),
-        Acl::Hdr { name, values, ignore_case } => {
+        Acl::Hdr {
+            name,
+            values,
+            ignore_case,
+        } => {
             let value: Option<String> = if name == "host" {
                 // :authority stands for Host in HTTP/3; hdr(host) compares the host without its port.
                 Some(host_without_port(&head.authority).to_string())
@@ -27,7 +31,13 @@ fn matches(acl: &Acl, head: &RequestHead) -> bool {
                 head.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
             };
             let Some(value) = value else { return false };
-            values.iter().any(|v| if *ignore_case { v.eq_ignore_ascii_case(&value) } else { *v == value })
+            values.iter().any(|v| {
+                if *ignore_case {
+                    v.eq_ignore_ascii_case(&value)
+                } else {
+                    *v == value
+                }
+            })
         }
     }
 }
@@ -67,12 +77,19 @@ mod tests {
         );
         let config = Config::parse(Path::new("t.cfg"), &text).unwrap();
         let f = &config.frontends[0];
-        let pick = |a: &str, p: &str| config.backends[select_backend(&config, f, &head(a, p)).unwrap()].name.clone();
+        let pick = |a: &str, p: &str| {
+            config.backends[select_backend(&config, f, &head(a, p)).unwrap()]
+                .name
+                .clone()
+        };
         assert_eq!(pick("x.test", "/api/v1?q=1"), "api");
         assert_eq!(pick("static.test:443", "/"), "static");
         assert_eq!(pick("x.test", "/"), "gold");
         let mut plain = head("x.test", "/");
         plain.headers.clear();
-        assert_eq!(config.backends[select_backend(&config, f, &plain).unwrap()].name, "nogold");
+        assert_eq!(
+            config.backends[select_backend(&config, f, &plain).unwrap()].name,
+            "nogold"
+        );
     }
 }

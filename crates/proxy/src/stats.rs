@@ -10,14 +10,21 @@ use qcc::Counters;
 use crate::metrics::{render, ProxyCounters};
 
 /// Binds `addr` and serves `path` until the process ends.
-pub fn spawn(addr: SocketAddr, path: String, layers: Arc<Counters>, proxy: Arc<ProxyCounters>) -> std::io::Result<SocketAddr> {
+pub fn spawn(
+    addr: SocketAddr,
+    path: String,
+    layers: Arc<Counters>,
+    proxy: Arc<ProxyCounters>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    std::thread::Builder::new().name("qproxy-stats".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = serve(stream, &path, &layers, &proxy);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("qproxy-stats".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = serve(stream, &path, &layers, &proxy);
+            }
+        })?;
     Ok(local)
 }
 
@@ -35,11 +42,22 @@ fn serve(mut stream: TcpStream, path: &str, layers: &Counters, proxy: &ProxyCoun
     let line = String::from_utf8_lossy(&buf);
     let target = line.split_whitespace().nth(1).unwrap_or("");
     let (status, kind, body) = if target == path || target.starts_with(&format!("{path}?")) {
-        ("200 OK", "text/plain; version=0.0.4", render(&layers.snapshot(), proxy))
+        (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(&layers.snapshot(), proxy),
+        )
     } else {
-        ("404 Not Found", "text/plain", format!("not found; metrics are at {path}\n"))
+        (
+            "404 Not Found",
+            "text/plain",
+            format!("not found; metrics are at {path}\n"),
+        )
     };
-    let head = format!("HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())
 }

@@ -114,7 +114,9 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).with_context(|| format!("binding UDP {addr}"))?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding UDP {addr}"))?;
     Ok(socket.into())
 }
 
@@ -160,13 +162,24 @@ impl Worker {
                 let tls = tls_config(&config, f, bind)?;
                 let mut socket = UdpSocket::from_std(udp_socket(bind.addr)?);
                 let local = socket.local_addr()?;
-                poll.registry().register(&mut socket, Token(listeners.len()), Interest::READABLE)?;
-                listeners.push(Listener { socket, local, frontend: f, tls });
+                poll.registry()
+                    .register(&mut socket, Token(listeners.len()), Interest::READABLE)?;
+                listeners.push(Listener {
+                    socket,
+                    local,
+                    frontend: f,
+                    tls,
+                });
             }
         }
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let round_robin = config.backends.iter().map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight))).collect();
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let round_robin = config
+            .backends
+            .iter()
+            .map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight)))
+            .collect();
         Ok(Worker {
             poll,
             listeners,
@@ -227,7 +240,10 @@ impl Worker {
                     return Ok(Exit::Graceful);
                 }
                 if deadline.is_some_and(|d| d <= now) {
-                    tracing::warn!(connections = self.slots.len(), "hard-stop-after reached, closing what is left");
+                    tracing::warn!(
+                        connections = self.slots.len(),
+                        "hard-stop-after reached, closing what is left"
+                    );
                     self.force_close();
                     return Ok(Exit::Forced);
                 }
@@ -243,14 +259,20 @@ impl Worker {
         });
         let exchanges = self.exchanges.iter().filter_map(|(_, (_, ex))| ex.deadline());
         let stop = self.stop_deadline.flatten();
-        conns.chain(exchanges).chain(stop).chain(Some(self.next_prune)).min()
+        conns
+            .chain(exchanges)
+            .chain(stop)
+            .chain(Some(self.next_prune))
+            .min()
     }
 
     // ---------------------------------------------------------------- datagrams
 
     fn read_listener(&mut self, i: usize) {
         loop {
-            let Some(listener) = self.listeners.get(i) else { return };
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
             match listener.socket.recv_from(&mut self.buf) {
                 Ok((len, peer)) => self.on_datagram(i, len, peer),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -274,7 +296,9 @@ impl Worker {
             },
             Route::Drop => return,
         };
-        let Some(slot) = self.slots.get_mut(index) else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
         let res = match &mut slot.conn {
             SlotConn::Live(c) => c.handle_datagram(now, &mut self.buf[..len], peer, local),
             SlotConn::Closing(c) => c.handle_datagram(now, &mut self.buf[..len], peer, local),
@@ -288,7 +312,14 @@ impl Worker {
         mark_dirty(&mut self.dirty, slot, index);
     }
 
-    fn accept(&mut self, listener: usize, len: usize, peer: SocketAddr, dcid: &[u8], now: Instant) -> Option<usize> {
+    fn accept(
+        &mut self,
+        listener: usize,
+        len: usize,
+        peer: SocketAddr,
+        dcid: &[u8],
+        now: Instant,
+    ) -> Option<usize> {
         if self.stop_deadline.is_some() {
             return None; // Stopping: no new connection.
         }
@@ -353,8 +384,12 @@ impl Worker {
     fn handle_events(&mut self, index: usize, now: Instant) {
         let mut events = Vec::new();
         {
-            let Some(slot) = self.slots.get_mut(index) else { return };
-            let SlotConn::Live(conn) = &mut slot.conn else { return };
+            let Some(slot) = self.slots.get_mut(index) else {
+                return;
+            };
+            let SlotConn::Live(conn) = &mut slot.conn else {
+                return;
+            };
             while let Some(event) = conn.poll_event() {
                 events.push(event);
             }
@@ -363,18 +398,30 @@ impl Worker {
             match event {
                 Event::Request { stream, head, end } => self.start_exchange(index, stream, head, end, now),
                 Event::Readable { stream } | Event::Writable { stream } => {
-                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
                         self.progress_exchange(ex);
                     }
                 }
                 Event::StreamClosed { stream, .. } => {
-                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
                         self.progress_exchange(ex);
                     }
                 }
                 Event::StreamAborted { stream, cause, .. } => {
                     tracing::debug!(stream, ?cause, "stream aborted");
-                    if let Some(ex) = self.slots.get(index).and_then(|s| s.exchanges.get(&stream).copied()) {
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
                         self.end_exchange(ex, Termination::ClientAborted, false);
                     }
                 }
@@ -386,16 +433,22 @@ impl Worker {
 
     /// `Connection::release`, the only way a connection ends; its exchanges are dropped first.
     fn release(&mut self, index: usize, now: Instant) {
-        let Some(slot) = self.slots.get_mut(index) else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
         let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
         for ex in exchanges {
             self.end_exchange(ex, Termination::ClientAborted, false);
         }
-        let Some(slot) = self.slots.get_mut(index) else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
         if !matches!(slot.conn, SlotConn::Live(_)) {
             return;
         }
-        let SlotConn::Live(conn) = std::mem::replace(&mut slot.conn, SlotConn::Gone) else { return };
+        let SlotConn::Live(conn) = std::mem::replace(&mut slot.conn, SlotConn::Gone) else {
+            return;
+        };
         let released = conn.release(now);
         tracing::debug!(conn = %slot.trace, orphans = released.orphans.len(), "connection released");
         slot.conn = SlotConn::Closing(released.closing);
@@ -403,7 +456,9 @@ impl Worker {
     }
 
     fn transmit(&mut self, index: usize, now: Instant) {
-        let Some(slot) = self.slots.get_mut(index) else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
         let socket = &self.listeners[slot.listener].socket;
         loop {
             let t = match &mut slot.conn {
@@ -453,8 +508,12 @@ impl Worker {
                 mark_dirty(&mut self.dirty, slot, index);
             }
         }
-        let expired: Vec<usize> =
-            self.exchanges.iter().filter(|(_, (_, ex))| ex.deadline().is_some_and(|t| t <= now)).map(|(i, _)| i).collect();
+        let expired: Vec<usize> = self
+            .exchanges
+            .iter()
+            .filter(|(_, (_, ex))| ex.deadline().is_some_and(|t| t <= now))
+            .map(|(i, _)| i)
+            .collect();
         for ex in expired {
             self.timeout_exchange(ex);
         }
@@ -467,8 +526,12 @@ impl Worker {
     // ---------------------------------------------------------------- exchanges
 
     fn start_exchange(&mut self, index: usize, stream: u64, head: RequestHead, end: bool, now: Instant) {
-        let Some(slot) = self.slots.get_mut(index) else { return };
-        let SlotConn::Live(conn) = &mut slot.conn else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let SlotConn::Live(conn) = &mut slot.conn else {
+            return;
+        };
         let config = self.config.clone();
         let frontend = &config.frontends[self.listeners[slot.listener].frontend];
         let info = ExchangeInfo {
@@ -490,7 +553,14 @@ impl Worker {
         let backend = &config.backends[b];
         let Some(s) = self.round_robin[b].pick() else {
             respond_error(conn, stream, 503);
-            self.log_direct(index, stream, &info, 503, &backend.name, Termination::ConnectFailed);
+            self.log_direct(
+                index,
+                stream,
+                &info,
+                503,
+                &backend.name,
+                Termination::ConnectFailed,
+            );
             return;
         };
         let addr = backend.servers[s].addr;
@@ -503,7 +573,9 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "backend connect failed");
-                    self.proxy.connect_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.proxy
+                        .connect_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     respond_error(conn, stream, 503);
                     let name = format!("{}/{}", backend.name, backend.servers[s].name);
                     self.log_direct(index, stream, &info, 503, &name, Termination::ConnectFailed);
@@ -511,18 +583,40 @@ impl Worker {
                 }
             },
         };
-        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::Forwarded { client: slot.peer.ip() });
+        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::Forwarded {
+            client: slot.peer.ip(),
+        });
         let (request, upload) = h1::encode_request(&head, end, forwarded);
         let timeouts = (backend.timeouts.connect, backend.timeouts.server);
         let set_headers = frontend.set_response_headers.clone();
-        let exchange = Exchange::new(stream, (b, s, addr), sock, connected, request, upload, info, timeouts, set_headers, now);
-        let key = ConnKey { index, serial: slot.serial };
+        let exchange = Exchange::new(
+            stream,
+            (b, s, addr),
+            sock,
+            connected,
+            request,
+            upload,
+            info,
+            timeouts,
+            set_headers,
+            now,
+        );
+        let key = ConnKey {
+            index,
+            serial: slot.serial,
+        };
         let ex = self.exchanges.insert((key, exchange));
         slot.exchanges.insert(stream, ex);
-        self.proxy.exchanges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.proxy
+            .exchanges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let registry = self.poll.registry();
         let sock = self.exchanges[ex].1.socket_mut().stream_mut();
-        if let Err(e) = registry.register(sock, Token(EXCHANGE_BASE + ex), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) = registry.register(
+            sock,
+            Token(EXCHANGE_BASE + ex),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             tracing::warn!(error = %e, "registering a backend socket failed");
         }
         self.progress_exchange(ex);
@@ -530,7 +624,9 @@ impl Worker {
 
     fn progress_exchange(&mut self, ex: usize) {
         let now = Instant::now();
-        let Some((key, exchange)) = self.exchanges.get_mut(ex) else { return };
+        let Some((key, exchange)) = self.exchanges.get_mut(ex) else {
+            return;
+        };
         let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
             self.counters.stale_wakeup();
             self.end_exchange(ex, Termination::ClientAborted, false);
@@ -551,13 +647,17 @@ impl Worker {
     }
 
     fn timeout_exchange(&mut self, ex: usize) {
-        let Some((key, exchange)) = self.exchanges.get_mut(ex) else { return };
+        let Some((key, exchange)) = self.exchanges.get_mut(ex) else {
+            return;
+        };
         let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
         let index = key.index;
-        let SlotConn::Live(conn) = &mut slot.conn else { return };
+        let SlotConn::Live(conn) = &mut slot.conn else {
+            return;
+        };
         let step = exchange.on_timeout(conn);
         mark_dirty(&mut self.dirty, slot, index);
         if let Step::Failed(why) = step {
@@ -567,9 +667,16 @@ impl Worker {
 
     /// Removes an exchange: its socket goes back to the pool when reusable, else it is closed.
     fn end_exchange(&mut self, ex: usize, why: Termination, reusable: bool) {
-        let Some((key, mut exchange)) = self.exchanges.try_remove(ex) else { return };
-        self.proxy.exchanges.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.poll.registry().deregister(exchange.socket_mut().stream_mut());
+        let Some((key, mut exchange)) = self.exchanges.try_remove(ex) else {
+            return;
+        };
+        self.proxy
+            .exchanges
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self
+            .poll
+            .registry()
+            .deregister(exchange.socket_mut().stream_mut());
         let slot = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial);
         let (peer, trace) = match slot {
             Some(slot) => {
@@ -581,8 +688,17 @@ impl Worker {
         let backend = &self.config.backends[exchange.backend];
         let server = format!("{}/{}", backend.name, backend.servers[exchange.server].name);
         let info = exchange.info.clone();
-        self.proxy.count_request(info.status, info.bytes_in, info.bytes_out);
-        access::log(&peer, &trace, exchange.stream, &info, &server, why.code(), Instant::now());
+        self.proxy
+            .count_request(info.status, info.bytes_in, info.bytes_out);
+        access::log(
+            &peer,
+            &trace,
+            exchange.stream,
+            &info,
+            &server,
+            why.code(),
+            Instant::now(),
+        );
         let addr = exchange.addr;
         let sock = exchange.into_socket();
         if reusable && self.stop_deadline.is_none() {
@@ -590,12 +706,28 @@ impl Worker {
         }
     }
 
-    fn log_direct(&self, index: usize, stream: u64, info: &ExchangeInfo, status: u16, server: &str, why: Termination) {
+    fn log_direct(
+        &self,
+        index: usize,
+        stream: u64,
+        info: &ExchangeInfo,
+        status: u16,
+        server: &str,
+        why: Termination,
+    ) {
         let Some(slot) = self.slots.get(index) else { return };
         let mut info = info.clone();
         info.status = Some(status);
         self.proxy.count_request(Some(status), 0, 0);
-        access::log(&slot.peer.to_string(), &slot.trace, stream, &info, server, why.code(), Instant::now());
+        access::log(
+            &slot.peer.to_string(),
+            &slot.trace,
+            stream,
+            &info,
+            server,
+            why.code(),
+            Instant::now(),
+        );
     }
 
     // ---------------------------------------------------------------- signals and stop
@@ -659,14 +791,23 @@ impl Worker {
             Ok(new) => {
                 let binds = |c: &Config| c.frontends.iter().map(|f| f.binds.clone()).collect::<Vec<_>>();
                 if binds(&new) != binds(&self.config) {
-                    tracing::warn!("SIGHUP: listener changes need a restart; keeping the running configuration");
+                    tracing::warn!(
+                        "SIGHUP: listener changes need a restart; keeping the running configuration"
+                    );
                     return;
                 }
-                self.round_robin = new.backends.iter().map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight))).collect();
+                self.round_robin = new
+                    .backends
+                    .iter()
+                    .map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight)))
+                    .collect();
                 let ended: Vec<usize> = self
                     .exchanges
                     .iter()
-                    .filter(|(_, (_, ex))| ex.backend >= new.backends.len() || ex.server >= new.backends[ex.backend].servers.len())
+                    .filter(|(_, (_, ex))| {
+                        ex.backend >= new.backends.len()
+                            || ex.server >= new.backends[ex.backend].servers.len()
+                    })
                     .map(|(i, _)| i)
                     .collect();
                 self.config = Arc::new(new);

@@ -160,6 +160,10 @@ impl Exchange {
         now: Instant,
     ) -> Self {
         let out_len = request.len();
+        let mut info = info;
+        if connected {
+            info.connected_at = Some(now);
+        }
         Exchange {
             stream,
             backend,
@@ -223,7 +227,9 @@ impl Exchange {
     /// Does everything that can be done now.
     pub fn progress(&mut self, conn: &mut Connection, now: Instant) -> Step {
         if self.finished {
-            return Step::Finished { reusable: self.reusable() };
+            return Step::Finished {
+                reusable: self.reusable(),
+            };
         }
         if !self.connected {
             match self.sock.stream().take_error() {
@@ -240,22 +246,32 @@ impl Exchange {
                 Err(_) => return self.fail(conn, Termination::ConnectFailed),
             }
         }
-        self.pull_upload(conn);
-        if let Err(why) = self.write_out(now) {
-            return self.fail(conn, why);
+        // Edge-triggered on both sides: keep moving request body until the client has nothing more now or
+        // the backend socket is full, else no event would ever resume the upload.
+        loop {
+            let client_has_more = self.pull_upload(conn);
+            match self.write_out(now) {
+                Ok(true) if client_has_more => continue,
+                Ok(_) => break,
+                Err(why) => return self.fail(conn, why),
+            }
         }
         if let Err(why) = self.read_backend(conn, now) {
             return self.fail(conn, why);
         }
         if self.backend_done && self.pending.is_empty() && !self.finished {
-            let trailers = (self.framing == BodyFraming::Chunked).then(|| self.chunked.trailers()).filter(|t| !t.is_empty());
+            let trailers = (self.framing == BodyFraming::Chunked)
+                .then(|| self.chunked.trailers())
+                .filter(|t| !t.is_empty());
             if self.framing != BodyFraming::Empty && conn.finish(self.stream, trailers).is_err() {
                 return self.fail(conn, Termination::ClientAborted);
             }
             self.finished = true;
         }
         if self.finished {
-            return Step::Finished { reusable: self.reusable() };
+            return Step::Finished {
+                reusable: self.reusable(),
+            };
         }
         Step::Continue
     }
@@ -264,9 +280,13 @@ impl Exchange {
         self.keep_alive && self.client_done && self.out_len == 0 && self.head_buf.is_empty()
     }
 
-    /// Moves request body from the client to the backend buffer, within [`UPLOAD_WINDOW`].
-    fn pull_upload(&mut self, conn: &mut Connection) {
-        while !self.client_done && self.out_len < UPLOAD_WINDOW {
+    /// Moves request body from the client to the backend buffer, within [`UPLOAD_WINDOW`]. Returns true
+    /// when it stopped only because the window was full (the client may have more right now).
+    fn pull_upload(&mut self, conn: &mut Connection) -> bool {
+        while !self.client_done {
+            if self.out_len >= UPLOAD_WINDOW {
+                return true;
+            }
             match conn.read_body(self.stream, 64 * 1024) {
                 Ok(BodyRead::Data(data)) => {
                     self.info.bytes_in += data.len() as u64;
@@ -292,12 +312,14 @@ impl Exchange {
                         self.out.push_back(Bytes::from(last));
                     }
                 }
-                Ok(BodyRead::Pending) | Err(_) => return,
+                Ok(BodyRead::Pending) | Err(_) => return false,
             }
         }
+        false
     }
 
-    fn write_out(&mut self, now: Instant) -> Result<(), Termination> {
+    /// Writes buffered request bytes to the backend. Returns true when the buffer drained.
+    fn write_out(&mut self, now: Instant) -> Result<bool, Termination> {
         while let Some(front) = self.out.front_mut() {
             match self.sock.stream_mut().write(front) {
                 Ok(0) => return Err(self.server_failure()),
@@ -310,19 +332,19 @@ impl Exchange {
                         let _ = front.split_to(n);
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // A server may answer early and close its read side; keep reading its response.
                 Err(_) if self.head_sent || !self.head_buf.is_empty() => {
                     self.out.clear();
                     self.out_len = 0;
                     self.keep_alive = false;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(_) => return Err(self.server_failure()),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn server_failure(&self) -> Termination {
@@ -399,19 +421,25 @@ impl Exchange {
                 tracing::debug!(stream = self.stream, error = %e, "bad backend response");
                 Termination::BadResponse
             })?;
-            let Some((head, len)) = parsed else { return Ok(None) };
+            let Some((head, len)) = parsed else {
+                return Ok(None);
+            };
             let rest = self.head_buf.split_off(len);
             self.head_buf = rest;
             if head.status < 200 {
                 continue; // Interim response (100 Continue): not forwarded.
             }
-            let mut out = H3Response { status: head.status, headers: head.headers };
+            let mut out = H3Response {
+                status: head.status,
+                headers: head.headers,
+            };
             for (name, value) in &self.set_headers {
                 out.headers.retain(|h| h.name() != name.as_bytes());
                 out.headers.push(Header::new(name.as_bytes(), value.as_bytes()));
             }
             let end = head.framing == BodyFraming::Empty;
-            conn.send_response(self.stream, &out, end).map_err(|_| Termination::ClientAborted)?;
+            conn.send_response(self.stream, &out, end)
+                .map_err(|_| Termination::ClientAborted)?;
             self.head_sent = true;
             self.info.status = Some(head.status);
             self.info.head_at = Some(now);
@@ -450,7 +478,10 @@ impl Exchange {
                 self.backend_done = self.length_left == 0;
             }
             BodyFraming::Chunked => {
-                let decoded = self.chunked.decode(&data).map_err(|_| Termination::ServerAbortedBody)?;
+                let decoded = self
+                    .chunked
+                    .decode(&data)
+                    .map_err(|_| Termination::ServerAbortedBody)?;
                 for range in decoded.data {
                     if !range.is_empty() {
                         self.pending.push_back(data.slice(range));

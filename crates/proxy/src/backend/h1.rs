@@ -7,8 +7,16 @@ use qcc::RequestHead;
 use quiche::h3::{Header, NameValue};
 
 /// Header fields that belong to one HTTP/1.1 hop and never cross the proxy (RFC 9110, 7.6.1).
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "host"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+];
 
 /// How a request body is framed towards the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +37,19 @@ pub struct Forwarded {
 }
 
 /// The request head sent to the backend, and how its body is framed.
-pub fn encode_request(head: &RequestHead, end: bool, forwarded: Option<Forwarded>) -> (Vec<u8>, UploadFraming) {
+pub fn encode_request(
+    head: &RequestHead,
+    end: bool,
+    forwarded: Option<Forwarded>,
+) -> (Vec<u8>, UploadFraming) {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(if head.path.is_empty() { b"/" } else { head.path.as_bytes() });
+    out.extend_from_slice(if head.path.is_empty() {
+        b"/"
+    } else {
+        head.path.as_bytes()
+    });
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(head.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -65,8 +81,16 @@ pub fn encode_request(head: &RequestHead, end: bool, forwarded: Option<Forwarded
             None => ip.clone().into_bytes(),
         };
         push_field(&mut out, b"x-forwarded-for", &value);
-        let node = if fwd.client.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
-        push_field(&mut out, b"forwarded", format!("for={node};proto=https;host=\"{}\"", head.authority).as_bytes());
+        let node = if fwd.client.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip
+        };
+        push_field(
+            &mut out,
+            b"forwarded",
+            format!("for={node};proto=https;host=\"{}\"", head.authority).as_bytes(),
+        );
     }
     let framing = match head.content_length {
         Some(0) => UploadFraming::None,
@@ -145,18 +169,27 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Parses a response head from the start of `buf`. `Ok(None)`: incomplete. On success returns the head and
 /// its length in bytes. Interim 1xx responses (other than 101) are skipped by returning them with
 /// `status < 200`; the caller drops them and parses again.
-pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(ResponseHead, usize)>, ResponseError> {
+pub fn parse_response(
+    buf: &[u8],
+    request_method: &str,
+) -> Result<Option<(ResponseHead, usize)>, ResponseError> {
     let mut fields = [httparse::EMPTY_HEADER; 128];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(ResponseError::TooLarge(MAX_HEAD)),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ResponseError::TooLarge(MAX_HEAD))
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(ResponseError::Malformed(e.to_string())),
     };
-    let status = resp.code.ok_or_else(|| ResponseError::Malformed("no status".into()))?;
+    let status = resp
+        .code
+        .ok_or_else(|| ResponseError::Malformed("no status".into()))?;
     if status == 101 {
-        return Err(ResponseError::Malformed("protocol upgrade (101) cannot cross to HTTP/3".into()));
+        return Err(ResponseError::Malformed(
+            "protocol upgrade (101) cannot cross to HTTP/3".into(),
+        ));
     }
     let http10 = resp.version == Some(0);
     let mut connection_tokens: Vec<String> = Vec::new();
@@ -168,7 +201,9 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(Respon
         match name.as_str() {
             "connection" => connection_tokens.extend(value.split(',').map(|t| t.trim().to_ascii_lowercase())),
             "content-length" => {
-                let n = value.parse::<u64>().map_err(|_| ResponseError::Malformed(format!("content-length '{value}'")))?;
+                let n = value
+                    .parse::<u64>()
+                    .map_err(|_| ResponseError::Malformed(format!("content-length '{value}'")))?;
                 if content_length.is_some_and(|prev| prev != n) {
                     return Err(ResponseError::Malformed("conflicting content-length".into()));
                 }
@@ -206,7 +241,15 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<Option<(Respon
     let keep_alive = !connection_tokens.iter().any(|t| t == "close")
         && (!http10 || connection_tokens.iter().any(|t| t == "keep-alive"))
         && framing != BodyFraming::UntilClose;
-    Ok(Some((ResponseHead { status, headers, framing, keep_alive }, len)))
+    Ok(Some((
+        ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        },
+        len,
+    )))
 }
 
 /// Incremental decoder of a chunked body.
@@ -249,7 +292,11 @@ impl ChunkedDecoder {
         if self.size_digits == 0 {
             return Err(ResponseError::Malformed("empty chunk size".into()));
         }
-        self.state = if self.size == 0 { ChunkState::Trailers } else { ChunkState::Data(self.size) };
+        self.state = if self.size == 0 {
+            ChunkState::Trailers
+        } else {
+            ChunkState::Data(self.size)
+        };
         self.size = 0;
         self.size_digits = 0;
         Ok(())
@@ -289,7 +336,11 @@ impl ChunkedDecoder {
                     out.data.push(i..i + take);
                     i += take;
                     let left = n - take as u64;
-                    self.state = if left == 0 { ChunkState::DataCr } else { ChunkState::Data(left) };
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
                 }
                 ChunkState::DataCr => {
                     self.state = match b {
@@ -331,7 +382,9 @@ impl ChunkedDecoder {
         text.lines()
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| Header::new(n.trim().to_ascii_lowercase().as_bytes(), v.trim().as_bytes()))
-            .filter(|h| !HOP_BY_HOP.iter().any(|hop| hop.as_bytes() == h.name()) && h.name() != b"content-length")
+            .filter(|h| {
+                !HOP_BY_HOP.iter().any(|hop| hop.as_bytes() == h.name()) && h.name() != b"content-length"
+            })
             .collect()
     }
 }
@@ -346,18 +399,35 @@ mod tests {
             scheme: "https".into(),
             authority: "app.test".into(),
             path: "/up?x=1".into(),
-            headers: fields.iter().map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes())).collect(),
+            headers: fields
+                .iter()
+                .map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes()))
+                .collect(),
             content_length: cl,
         }
     }
 
     #[test]
     fn request_heads_map_pseudo_headers_drop_hop_by_hop_and_join_cookies() {
-        let h = head(&[("cookie", "a=1"), ("te", "trailers"), ("cookie", "b=2"), ("x-forwarded-for", "10.0.0.1"), ("accept", "*/*")], None);
-        let fwd = Forwarded { client: "192.0.2.7".parse().unwrap() };
+        let h = head(
+            &[
+                ("cookie", "a=1"),
+                ("te", "trailers"),
+                ("cookie", "b=2"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("accept", "*/*"),
+            ],
+            None,
+        );
+        let fwd = Forwarded {
+            client: "192.0.2.7".parse().unwrap(),
+        };
         let (bytes, framing) = encode_request(&h, false, Some(fwd));
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("POST /up?x=1 HTTP/1.1\r\nhost: app.test\r\n"), "{text}");
+        assert!(
+            text.starts_with("POST /up?x=1 HTTP/1.1\r\nhost: app.test\r\n"),
+            "{text}"
+        );
         assert!(text.contains("cookie: a=1; b=2\r\n"));
         assert!(!text.contains("te:"));
         assert!(text.contains("x-forwarded-for: 10.0.0.1, 192.0.2.7\r\n"));
@@ -365,8 +435,14 @@ mod tests {
         assert!(text.contains("transfer-encoding: chunked\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
         assert_eq!(framing, UploadFraming::Chunked);
-        assert_eq!(encode_request(&head(&[], Some(5)), false, None).1, UploadFraming::Length(5));
-        assert_eq!(encode_request(&head(&[], None), true, None).1, UploadFraming::None);
+        assert_eq!(
+            encode_request(&head(&[], Some(5)), false, None).1,
+            UploadFraming::Length(5)
+        );
+        assert_eq!(
+            encode_request(&head(&[], None), true, None).1,
+            UploadFraming::None
+        );
     }
 
     #[test]
@@ -379,10 +455,17 @@ mod tests {
         assert!(h.keep_alive);
         let names: Vec<&[u8]> = h.headers.iter().map(|h| h.name()).collect();
         assert_eq!(names, vec![&b"content-length"[..], b"server"]);
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", "GET").unwrap(), None);
-        let (h, _) = parse_response(b"HTTP/1.0 200 OK\r\n\r\n", "GET").unwrap().unwrap();
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", "GET").unwrap(),
+            None
+        );
+        let (h, _) = parse_response(b"HTTP/1.0 200 OK\r\n\r\n", "GET")
+            .unwrap()
+            .unwrap();
         assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
-        let (h, _) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", "HEAD").unwrap().unwrap();
+        let (h, _) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", "HEAD")
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, BodyFraming::Empty);
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "GET").is_err());
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n", "GET").is_err());

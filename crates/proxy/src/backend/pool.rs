@@ -24,7 +24,10 @@ pub struct Pool {
 impl Pool {
     /// An empty pool counting its idle sockets into `counters`.
     pub fn new(counters: Arc<ProxyCounters>) -> Self {
-        Pool { idle: HashMap::new(), counters }
+        Pool {
+            idle: HashMap::new(),
+            counters,
+        }
     }
 
     fn count(&self) -> u64 {

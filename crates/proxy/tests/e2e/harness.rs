@@ -1,0 +1,247 @@
+//! Runs the real `qproxy` binary with a configuration, HTTP/1.1 origins on loopback, and ngtcp2's
+//! `gtlsclient` (Debian package ngtcp2-client) as an HTTP/3 client no one here wrote.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh scratch folder.
+pub fn scratch() -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("qproxy-e2e-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body `/bytes/N` of the demo origin carries.
+pub fn origin_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i % 65536) % 251) as u8).collect()
+}
+
+/// A running qproxy.
+pub struct Proxy {
+    child: Child,
+    pub port: u16,
+    pub stats: u16,
+    pub dir: PathBuf,
+}
+
+impl Proxy {
+    /// Starts qproxy with `backend_section` (everything after `backend app`) and extra frontend lines.
+    pub fn start(backend_servers: &str, frontend_extra: &str) -> Proxy {
+        let dir = scratch();
+        let (_ca, pem) = qproxy::demo::write_certificates(&dir).unwrap();
+        let (port, stats) = (free_udp_port(), free_tcp_port());
+        let config = format!(
+            "global\n    tune.quic.fe.max-idle-timeout 10s\n\ndefaults\n    timeout connect 2s\n    timeout server 2s\n\n\
+             frontend web\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n{frontend_extra}    default_backend app\n\n\
+             backend app\n{backend_servers}\n\
+             frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n",
+            pem.display()
+        );
+        let cfg = dir.join("qproxy.cfg");
+        std::fs::write(&cfg, config).unwrap();
+        let log = std::fs::File::create(dir.join("qproxy.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qproxy"))
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("qproxy starts");
+        let proxy = Proxy {
+            child,
+            port,
+            stats,
+            dir,
+        };
+        let start = Instant::now();
+        while proxy.try_metrics().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "qproxy did not come up: {}",
+                proxy.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("qproxy.log")).unwrap_or_default()
+    }
+
+    fn try_metrics(&self) -> Option<HashMap<String, u64>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.stats)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let body = text.split_once("\r\n\r\n")?.1;
+        Some(
+            body.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .filter_map(|l| l.rsplit_once(' '))
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(u64::MAX)))
+                .collect(),
+        )
+    }
+
+    pub fn metrics(&self) -> HashMap<String, u64> {
+        self.try_metrics().expect("metrics answer")
+    }
+
+    /// Waits until every live-object gauge is zero (idle keep-alive sockets are not live objects).
+    pub fn assert_gauges_return_to_zero(&self) {
+        let gauges = [
+            "qproxy_quic_connections",
+            "qproxy_quic_closing_connections",
+            "qproxy_h3_streams",
+            "qproxy_stream_descriptors{phase=\"attached\"}",
+            "qproxy_stream_descriptors{phase=\"released\"}",
+            "qproxy_tx_budget_bytes",
+            "qproxy_backend_exchanges",
+            "qproxy_backend_sockets{state=\"active\"}",
+        ];
+        let start = Instant::now();
+        loop {
+            let m = self.metrics();
+            let live: Vec<(&str, u64)> = gauges
+                .iter()
+                .map(|g| (*g, m[*g]))
+                .filter(|(_, v)| *v != 0)
+                .collect();
+            assert_eq!(m["qproxy_out_of_order_releases_total"], 0);
+            if live.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "gauges stuck above zero: {live:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for the process to exit, returning its status code.
+    pub fn wait(mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What gtlsclient saw.
+#[derive(Debug)]
+pub struct Seen {
+    pub statuses: Vec<u16>,
+    pub output: String,
+}
+
+/// Runs gtlsclient against `port` with `args` before the URLs.
+pub fn gtlsclient(port: u16, args: &[&str], urls: &[String]) -> Seen {
+    let out: Output = Command::new("gtlsclient")
+        .args([
+            "--no-quic-dump",
+            "--no-http-dump",
+            "--exit-on-all-streams-close",
+            "--timeout=10s",
+        ])
+        .args(args)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .args(urls)
+        .stdin(Stdio::null())
+        .output()
+        .expect("gtlsclient runs (Debian package ngtcp2-client)");
+    let output = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let statuses = output
+        .lines()
+        .filter_map(|l| {
+            l.split_once("[:status: ")
+                .map(|(_, rest)| rest.trim_end_matches(']').trim().parse().unwrap_or(0))
+        })
+        .collect();
+    Seen { statuses, output }
+}
+
+/// An origin that accepts connections and does `behave` with each (on its own thread).
+pub fn origin(behave: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || behave(s));
+        }
+    });
+    addr
+}
+
+/// Reads a request head (enough for these origins).
+pub fn read_head(s: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap_or(0) == 0 {
+            return;
+        }
+        buf.push(b[0]);
+    }
+}
+
+pub fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}

@@ -1,0 +1,6 @@
+//! End to end: the real `qproxy` binary, HTTP/1.1 origins on loopback, and ngtcp2's gtlsclient.
+#![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
+
+mod harness;
+mod lifecycle;
+mod proxying;
