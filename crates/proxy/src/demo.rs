@@ -44,7 +44,8 @@ pub fn write_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         "::1".to_string(),
     ])?;
     leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    leaf.is_ca = IsCa::ExplicitNoCa;
+    // No basicConstraints at all: an explicit CA:FALSE encodes a DER default, which strict parsers reject.
+    leaf.is_ca = IsCa::NoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;

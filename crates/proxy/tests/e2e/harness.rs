@@ -245,3 +245,87 @@ pub fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&p, data).unwrap();
     p
 }
+
+/// The Python with aioquic, in a virtual environment made on first use (`target/e2e-venv`).
+pub fn aioquic_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-venv");
+            let python = venv.join("bin/python");
+            let ready = Command::new(&python)
+                .args(["-c", "import aioquic"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ready {
+                let made = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    made,
+                    "python3 -m venv failed (Debian: apt-get install python3-venv)"
+                );
+                let pip = Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "aioquic",
+                    ])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(pip, "pip install aioquic failed (it needs PyPI)");
+            }
+            python
+        })
+        .clone()
+}
+
+/// One request as the aioquic client saw it.
+#[derive(Debug, Clone)]
+pub struct H3Result {
+    pub status: Option<u16>,
+    pub reset: Option<u64>,
+    pub error: Option<String>,
+    pub line: String,
+}
+
+/// Runs the aioquic client (`h3client.py`) with `args`; one result per request.
+pub fn aioquic(port: u16, args: &[&str], urls: &[String]) -> Vec<H3Result> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/h3client.py");
+    let out = Command::new(aioquic_python())
+        .arg(script)
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .args(urls)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the aioquic client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "aioquic client failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |line: &str, key: &str| -> Option<String> {
+        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let rest = &line[at..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        let v = rest[..end].trim().trim_matches('"');
+        (v != "null").then(|| v.to_string())
+    };
+    stdout
+        .lines()
+        .map(|l| H3Result {
+            status: field(l, "status").and_then(|v| v.parse().ok()),
+            reset: field(l, "reset").and_then(|v| v.parse().ok()),
+            error: field(l, "error"),
+            line: l.to_string(),
+        })
+        .collect()
+}

@@ -2,5 +2,6 @@
 #![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
 
 mod harness;
+mod independent;
 mod lifecycle;
 mod proxying;
