@@ -10,12 +10,16 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   deps    install the build prerequisites (cmake, libclang) with apt-get when root, or print the command
+  demo    deps, then run `qproxy --demo` (HTTP/3 on 127.0.0.1:4433 or the next free port)
+  rss     download 1 GiB through a release qproxy and report its peak RSS (/usr/bin/time -v)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, the test suite";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("deps") => deps(),
+        Some("demo") => demo(&args[1..]),
+        Some("rss") => rss(),
         Some("ci") => ci(),
         _ => {
             eprintln!("{USAGE}");
@@ -95,6 +99,80 @@ fn cargo(args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("cargo {} failed", args.join(" "));
     }
+    Ok(())
+}
+
+fn demo(extra: &[String]) -> Result<()> {
+    deps()?;
+    let mut args = vec!["run", "--quiet", "--package", "qproxy", "--", "--demo"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// Peak RSS of a release qproxy while gtlsclient downloads 1 GiB through it.
+fn rss() -> Result<()> {
+    deps()?;
+    cargo(&["build", "--release", "--package", "qproxy"])?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let bin = root.join("target/release/qproxy");
+    let dir = std::env::temp_dir().join("qproxy-rss");
+    let report = dir.join("time.txt");
+    std::fs::create_dir_all(&dir)?;
+    let mut proxy = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg("-o")
+        .arg(&report)
+        .arg(&bin)
+        .args(["--demo", "--demo-port", "4480", "-q", "--demo-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting /usr/bin/time -v qproxy --demo (Debian package: time)")?;
+    let mut first_line = String::new();
+    let stdout = proxy.stdout.take().context("demo output")?;
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line)?;
+    let port = first_line
+        .split("UDP ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .context("demo port")?
+        .to_string();
+    let url = format!("https://localhost:{port}/bytes/1073741824");
+    let started = std::time::Instant::now();
+    let client = Command::new("gtlsclient")
+        .args([
+            "--no-quic-dump",
+            "--no-http-dump",
+            "--exit-on-all-streams-close",
+            "--max-data=64M",
+        ])
+        .args(["--max-stream-data-bidi-local=32M", "127.0.0.1", &port, &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running gtlsclient (Debian package ngtcp2-client)")?;
+    let elapsed = started.elapsed();
+    // SIGTERM to qproxy itself (the child of /usr/bin/time), so that time writes its report.
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-P"])
+        .arg(proxy.id().to_string())
+        .status();
+    proxy.wait()?;
+    let text = std::fs::read_to_string(&report)?;
+    let peak = text
+        .lines()
+        .find(|l| l.contains("Maximum resident set size"))
+        .unwrap_or("Maximum resident set size: ?");
+    println!(
+        "1 GiB through qproxy in {:.1} s ({:.0} MiB/s), client {}; qproxy {}",
+        elapsed.as_secs_f64(),
+        1024.0 / elapsed.as_secs_f64(),
+        if client.success() { "ok" } else { "FAILED" },
+        peak.trim()
+    );
     Ok(())
 }
 
