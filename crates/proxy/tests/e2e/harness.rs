@@ -90,6 +90,14 @@ impl Proxy {
         proxy
     }
 
+    /// Rewrites the `backend app` servers of the configuration file (for SIGHUP).
+    pub fn rewrite_servers(&self, old: &str, new: &str) {
+        let cfg = self.dir.join("qproxy.cfg");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(text.contains(old));
+        std::fs::write(&cfg, text.replace(old, new)).unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("qproxy.log")).unwrap_or_default()
     }

@@ -66,3 +66,79 @@ fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let log = std::fs::read_to_string(log_dir.join("qproxy.log")).unwrap();
     assert!(log.contains("GOAWAY") && log.contains("drained"), "{log}");
 }
+
+#[test]
+fn sighup_switches_new_requests_to_the_reloaded_backends() {
+    let first = origin(|mut s| {
+        read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfirst");
+    });
+    let second = origin(|mut s| {
+        read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecond");
+    });
+    let old = format!("    server one {first}\n");
+    let proxy = Proxy::start(&old, "");
+    let body = |proxy: &Proxy| {
+        let dl = scratch();
+        let seen = gtlsclient(
+            proxy.port,
+            &[&format!("--download={}", dl.display())],
+            &[proxy.url("/which")],
+        );
+        assert_eq!(seen.statuses, vec![200], "{}", seen.output);
+        std::fs::read_to_string(dl.join("which")).unwrap()
+    };
+    assert_eq!(body(&proxy), "first");
+    // A broken file is reported and changes nothing.
+    proxy.rewrite_servers(&old, "    server one nowhere\n");
+    proxy.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(body(&proxy), "first");
+    assert!(proxy.log().contains("keeping the running configuration"));
+    proxy.rewrite_servers("    server one nowhere\n", &format!("    server two {second}\n"));
+    proxy.signal("HUP");
+    let start = std::time::Instant::now();
+    while !proxy.log().contains("configuration reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(body(&proxy), "second");
+    proxy.assert_gauges_return_to_zero();
+}
+
+#[test]
+fn forwardfor_tells_the_backend_who_asked() {
+    let mirror = origin(|mut s| {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if std::io::Read::read(&mut s, &mut b).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(b[0]);
+        }
+        let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", head.len());
+        let _ = s.write_all(reply.as_bytes());
+        let _ = s.write_all(&head);
+    });
+    let proxy = Proxy::start(&format!("    option forwardfor\n    server m {mirror}\n"), "");
+    let dl = scratch();
+    let seen = gtlsclient(
+        proxy.port,
+        &[&format!("--download={}", dl.display())],
+        &[proxy.url("/who?x=1")],
+    );
+    assert_eq!(seen.statuses, vec![200], "{}", seen.output);
+    let head = std::fs::read_to_string(dl.join("who?x=1"))
+        .or_else(|_| std::fs::read_to_string(dl.join("who")))
+        .unwrap();
+    assert!(head.starts_with("GET /who?x=1 HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("host: localhost:{}\r\n", proxy.port)),
+        "{head}"
+    );
+    assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
+    assert!(head.contains("forwarded: for=127.0.0.1;proto=https;"), "{head}");
+    proxy.assert_gauges_return_to_zero();
+}

@@ -10,9 +10,9 @@ fn demo_origin() -> String {
 }
 
 #[test]
-fn downloads_from_0_bytes_to_16_mib_are_byte_exact() {
+fn downloads_from_0_bytes_to_64_mib_are_byte_exact() {
     let proxy = Proxy::start(&demo_origin(), "");
-    for n in [0usize, 1, 70_000, 16 * 1024 * 1024] {
+    for n in [0usize, 1, 70_000, 64 * 1024 * 1024] {
         let dl = scratch();
         let seen = gtlsclient(
             proxy.port,
@@ -34,7 +34,8 @@ fn downloads_from_0_bytes_to_16_mib_are_byte_exact() {
 fn uploads_are_streamed_to_the_backend_and_echoed_byte_exact() {
     let proxy = Proxy::start(&demo_origin(), "");
     let dir = scratch();
-    for (method, n) in [("POST", 1usize), ("PUT", 300_000), ("POST", 8 * 1024 * 1024)] {
+    // (gtlsclient cannot send an empty file; the aioquic test posts 0 bytes.)
+    for (method, n) in [("POST", 1usize), ("PUT", 300_000), ("POST", 64 * 1024 * 1024)] {
         let body: Vec<u8> = (0..n).map(|i| (i * 31 % 256) as u8).collect();
         let up = file(&dir, "up", &body);
         let dl = scratch();
