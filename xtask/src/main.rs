@@ -12,6 +12,8 @@ commands:
   deps    install the build prerequisites (cmake, libclang) with apt-get when root, or print the command
   demo    deps, then run `qproxy --demo` (HTTP/3 on 127.0.0.1:4433 or the next free port)
   rss     download 1 GiB through a release qproxy and report its peak RSS (/usr/bin/time -v)
+  chaos [--requests N] [--seed S]
+          random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, the test suite";
 
 fn main() -> ExitCode {
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(),
         Some("demo") => demo(&args[1..]),
         Some("rss") => rss(),
+        Some("chaos") => chaos(&args[1..]),
         Some("ci") => ci(),
         _ => {
             eprintln!("{USAGE}");
@@ -173,6 +176,42 @@ fn rss() -> Result<()> {
         if client.success() { "ok" } else { "FAILED" },
         peak.trim()
     );
+    Ok(())
+}
+
+/// The chaos round of the end-to-end suite, at any size (release build: it is a load test).
+fn chaos(args: &[String]) -> Result<()> {
+    let (mut requests, mut seed) = ("100000".to_string(), "1".to_string());
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--requests" => requests = value.clone(),
+            "--seed" => seed = value.clone(),
+            other => bail!("unknown chaos option {other}; expected --requests N or --seed S"),
+        }
+    }
+    deps()?;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo_bin)
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "qproxy",
+            "--test",
+            "e2e",
+            "chaos_round",
+            "--",
+            "--nocapture",
+        ])
+        .env("QPROXY_CHAOS_REQUESTS", &requests)
+        .env("QPROXY_CHAOS_SEED", &seed)
+        .status()
+        .context("running the chaos round")?;
+    if !status.success() {
+        bail!("chaos round failed (seed {seed}, {requests} requests)");
+    }
     Ok(())
 }
 

@@ -52,11 +52,21 @@ pub struct Proxy {
 impl Proxy {
     /// Starts qproxy with `backend_section` (everything after `backend app`) and extra frontend lines.
     pub fn start(backend_servers: &str, frontend_extra: &str) -> Proxy {
+        Proxy::start_with(
+            backend_servers,
+            frontend_extra,
+            "    tune.quic.fe.max-idle-timeout 10s\n",
+            "    timeout connect 2s\n    timeout server 2s\n",
+        )
+    }
+
+    /// Like `start`, with the `global` and `defaults` section bodies given.
+    pub fn start_with(backend_servers: &str, frontend_extra: &str, global: &str, defaults: &str) -> Proxy {
         let dir = scratch();
         let (_ca, pem) = qproxy::demo::write_certificates(&dir).unwrap();
         let (port, stats) = (free_udp_port(), free_tcp_port());
         let config = format!(
-            "global\n    tune.quic.fe.max-idle-timeout 10s\n\ndefaults\n    timeout connect 2s\n    timeout server 2s\n\n\
+            "global\n{global}\ndefaults\n{defaults}\n\
              frontend web\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n{frontend_extra}    default_backend app\n\n\
              backend app\n{backend_servers}\n\
              frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n",
@@ -96,6 +106,17 @@ impl Proxy {
         let text = std::fs::read_to_string(&cfg).unwrap();
         assert!(text.contains(old));
         std::fs::write(&cfg, text.replace(old, new)).unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&self) -> bool {
+        std::fs::metadata(format!("/proc/{}", self.child.id())).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+                .unwrap_or_default()
+                .contains("State:\tZ")
     }
 
     pub fn log(&self) -> String {

@@ -1,6 +1,7 @@
 //! End to end: the real `qproxy` binary, HTTP/1.1 origins on loopback, and ngtcp2's gtlsclient.
 #![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
 
+mod chaos;
 mod harness;
 mod independent;
 mod lifecycle;
