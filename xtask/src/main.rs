@@ -2,6 +2,8 @@
 //!
 //! Kept light on purpose: it must not compile quiche to start.
 
+mod integration;
+
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +14,8 @@ commands:
   deps    install the build prerequisites (cmake, libclang) with apt-get when root, or print the command
   demo    deps, then run `qproxy --demo` (HTTP/3 on 127.0.0.1:4433 or the next free port)
   rss     download 1 GiB through a release qproxy and report its peak RSS (/usr/bin/time -v)
+  integration [--fast]
+          interop cases against qproxy with gtlsclient and aioquic; a pass/fail matrix
   chaos [--requests N] [--seed S]
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, the test suite";
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("rss") => rss(),
         Some("chaos") => chaos(&args[1..]),
+        Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
         Some("ci") => ci(),
         _ => {
             eprintln!("{USAGE}");
@@ -177,6 +182,15 @@ fn rss() -> Result<()> {
         peak.trim()
     );
     Ok(())
+}
+
+fn run_integration(fast: bool) -> Result<()> {
+    deps()?;
+    cargo(&["build", "--quiet", "--package", "qproxy"])?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    integration::integration(root, fast)
 }
 
 /// The chaos round of the end-to-end suite, at any size (release build: it is a load test).

@@ -6,155 +6,16 @@
 //! `cargo test` runs a CI-sized round (QPROXY_CHAOS_REQUESTS, default 5,000; QPROXY_CHAOS_SEED, default 1);
 //! `cargo xtask chaos --requests N --seed S` runs the same test at any size.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use udp_faults::{FaultProxy, Faults};
+
 use crate::harness::{aioquic_python, Proxy};
-
-// ---------------------------------------------------------------- the fault proxy
-
-/// A UDP relay on loopback that drops, duplicates, reorders (by delaying) and corrupts datagrams at
-/// configured rates, and can black-hole a direction. Each client address gets its own upstream socket, so
-/// the proxy sees distinct peers.
-pub struct FaultProxy {
-    pub addr: SocketAddr,
-    pub stop: Arc<AtomicBool>,
-    pub relayed: Arc<AtomicU64>,
-    pub dropped: Arc<AtomicU64>,
-}
-
-#[derive(Clone, Copy)]
-pub struct Faults {
-    pub loss: f64,
-    pub duplicate: f64,
-    pub delay: f64,
-    pub corrupt: f64,
-}
-
-impl FaultProxy {
-    pub fn start(upstream: SocketAddr, faults: Faults, seed: u64) -> FaultProxy {
-        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
-        front.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let addr = front.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (relayed, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let front = Arc::new(front);
-        let (stop2, relayed2, dropped2) = (stop.clone(), relayed.clone(), dropped.clone());
-        std::thread::spawn(move || {
-            let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)));
-            let mut uppers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-            let mut buf = vec![0u8; 65535];
-            while !stop2.load(Relaxed) {
-                let Ok((n, client)) = front.recv_from(&mut buf) else {
-                    continue;
-                };
-                let up = uppers.entry(client).or_insert_with(|| {
-                    let s = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
-                    s.connect(upstream).unwrap();
-                    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                    let (s2, front2, stop3, rng2) = (s.clone(), front.clone(), stop2.clone(), rng.clone());
-                    let (relayed3, dropped3) = (relayed2.clone(), dropped2.clone());
-                    std::thread::spawn(move || {
-                        let mut buf = vec![0u8; 65535];
-                        while !stop3.load(Relaxed) {
-                            let Ok(n) = s2.recv(&mut buf) else { continue };
-                            let verdict = decide(&rng2, faults);
-                            let to_client = front2.clone();
-                            deliver(&buf[..n], verdict, &relayed3, &dropped3, move |d| {
-                                let _ = to_client.send_to(d, client);
-                            });
-                        }
-                    });
-                    s
-                });
-                let verdict = decide(&rng, faults);
-                let up = up.clone();
-                deliver(&buf[..n], verdict, &relayed2, &dropped2, move |d| {
-                    let _ = up.send(d);
-                });
-            }
-        });
-        FaultProxy {
-            addr,
-            stop,
-            relayed,
-            dropped,
-        }
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Verdict {
-    Pass,
-    Drop,
-    Duplicate,
-    Delay(Duration),
-    Corrupt(usize),
-}
-
-fn decide(rng: &Mutex<fastrand::Rng>, f: Faults) -> Verdict {
-    let mut rng = rng.lock().unwrap();
-    let x = rng.f64();
-    if x < f.loss {
-        Verdict::Drop
-    } else if x < f.loss + f.duplicate {
-        Verdict::Duplicate
-    } else if x < f.loss + f.duplicate + f.delay {
-        Verdict::Delay(Duration::from_millis(rng.u64(1..20)))
-    } else if x < f.loss + f.duplicate + f.delay + f.corrupt {
-        Verdict::Corrupt(rng.usize(..))
-    } else {
-        Verdict::Pass
-    }
-}
-
-fn deliver(
-    data: &[u8],
-    verdict: Verdict,
-    relayed: &AtomicU64,
-    dropped: &AtomicU64,
-    send: impl Fn(&[u8]) + Send + 'static,
-) {
-    match verdict {
-        Verdict::Drop => {
-            dropped.fetch_add(1, Relaxed);
-        }
-        Verdict::Pass => send(data),
-        Verdict::Duplicate => {
-            send(data);
-            send(data);
-        }
-        Verdict::Corrupt(at) => {
-            let mut copy = data.to_vec();
-            let i = at % copy.len().max(1);
-            if let Some(b) = copy.get_mut(i) {
-                *b ^= 0x5a;
-            }
-            send(&copy);
-        }
-        Verdict::Delay(d) => {
-            // Later datagrams overtake this one: reordering.
-            let copy = data.to_vec();
-            std::thread::spawn(move || {
-                std::thread::sleep(d);
-                send(&copy);
-            });
-        }
-    }
-    relayed.fetch_add(1, Relaxed);
-}
 
 // ---------------------------------------------------------------- the chaos origin
 
@@ -295,16 +156,17 @@ fn chaos_round() {
         delay: 0.02,
         corrupt: 0.005,
     };
-    let fault = FaultProxy::start(format!("127.0.0.1:{}", proxy.port).parse().unwrap(), faults, seed);
+    let fault =
+        FaultProxy::start(format!("127.0.0.1:{}", proxy.port).parse().unwrap(), faults, seed).unwrap();
     let pid = proxy.pid();
     // A first round sets the allocator's high-water mark; the RSS baseline is taken after it, so growth
     // over the second round means a leak, not a warmer heap.
-    let warm = run_client(fault.addr.port(), requests.min(5000), seed ^ 0xabc);
+    let warm = run_client(fault.addr().port(), requests.min(5000), seed ^ 0xabc);
     assert_eq!(stat(&warm, "corrupt"), 0, "{warm}");
     proxy.assert_gauges_return_to_zero();
     let rss_start = rss_kib(pid);
     let started = Instant::now();
-    let summary = run_client(fault.addr.port(), requests, seed);
+    let summary = run_client(fault.addr().port(), requests, seed);
     let elapsed = started.elapsed();
     assert!(proxy.is_running(), "qproxy died: {}", proxy.log());
     assert_eq!(
@@ -322,8 +184,8 @@ fn chaos_round() {
         "chaos: seed {seed}, {requests} requests in {:.1} s; client {summary}; fault proxy relayed {} dropped {}; \
          RSS {rss_start} KiB -> {rss_end} KiB; connections {}",
         elapsed.as_secs_f64(),
-        fault.relayed.load(Relaxed),
-        fault.dropped.load(Relaxed),
+        fault.stats().relayed.load(Relaxed),
+        fault.stats().dropped.load(Relaxed),
         m["qproxy_quic_connections_total"],
     );
     assert!(

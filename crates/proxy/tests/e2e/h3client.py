@@ -20,6 +20,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import CipherSuite
 from aioquic.quic.events import ConnectionTerminated, StreamReset
 
 CANCELLED = 0x10C
@@ -99,16 +100,24 @@ class Client(QuicConnectionProtocol):
         return s
 
 
-async def one_connection(args, conn_index, body):
+async def one_connection(args, conn_index, body, ticket=None, tickets=None):
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_data=256 << 20, max_stream_data=64 << 20)
+    if args.chacha20:
+        config.cipher_suites = [CipherSuite.CHACHA20_POLY1305_SHA256]
+    if ticket is not None:
+        config.session_ticket = ticket
     if args.ca:
         config.load_verify_locations(args.ca)
         config.server_name = "localhost"
     else:
         config.verify_mode = ssl.CERT_NONE
     results = []
-    async with connect(args.host, args.port, configuration=config, create_protocol=Client) as client:
+    handler = tickets.append if tickets is not None else None
+    async with connect(args.host, args.port, configuration=config, create_protocol=Client,
+                       session_ticket_handler=handler, wait_connected=ticket is None) as client:
         client.stop_after, client.close_after = args.stop_after, args.close_after
+        if args.key_update:
+            client._quic.request_key_update()
         streams = [client.start(args.method, url, body, args.reset_after) for url in args.urls]
         try:
             await asyncio.wait_for(asyncio.gather(*(s["done"] for s in streams)), args.timeout)
@@ -121,6 +130,9 @@ async def one_connection(args, conn_index, body):
                     f.write(s["body"])
             results.append({"conn": conn_index, "index": i, "status": s["status"], "len": len(s["body"]),
                             "reset": s["reset"], "error": s["error"], "trailers": s["trailers"]})
+        if ticket is not None:
+            tls = client._quic.tls
+            results.append({"resumed": bool(tls.session_resumed), "early_data": bool(tls.early_data_accepted)})
     return results
 
 
@@ -137,10 +149,23 @@ async def main():
     p.add_argument("--reset-after", type=int)
     p.add_argument("--close-after", type=int)
     p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--chacha20", action="store_true", help="offer only ChaCha20-Poly1305")
+    p.add_argument("--key-update", action="store_true", help="update keys right after the handshake")
+    p.add_argument("--resume", action="store_true",
+                   help="connect once for a session ticket, then again with it (0-RTT requests); reports resumption")
     p.add_argument("urls", nargs="+")
     args = p.parse_args()
     body = open(args.data, "rb").read() if args.data else None
-    runs = await asyncio.gather(*(one_connection(args, c, body) for c in range(args.connections)))
+    if args.resume:
+        tickets = []
+        await one_connection(args, 0, body, tickets=tickets)
+        await asyncio.sleep(0.2)
+        if not tickets:
+            print(json.dumps({"resumed": False, "early_data": False, "error": "no session ticket"}))
+            return
+        runs = [await one_connection(args, 1, body, ticket=tickets[-1])]
+    else:
+        runs = await asyncio.gather(*(one_connection(args, c, body) for c in range(args.connections)))
     for results in runs:
         for r in results:
             print(json.dumps(r))
