@@ -473,7 +473,29 @@ fn aioquic_case(s: &Setup, name: &str) -> Result<Outcome> {
                 ))
             },
         )?,
-        "blackhole" => Outcome::Unsupported("covered with gtlsclient; the aioquic script has no pause"),
+        "blackhole" => with_faults(s, Faults::default(), |addr, fp| {
+            let (port, python, script, ca) = (
+                addr.port(),
+                s.python.clone(),
+                s.root.join("crates/proxy/tests/e2e/h3client.py"),
+                s.dir.join("ca.pem"),
+            );
+            let client = std::thread::spawn(move || {
+                run(Command::new(python)
+                    .arg(script)
+                    .args(["--port", &port.to_string(), "--ca"])
+                    .arg(ca)
+                    .arg(url(p, "/bytes/20000000")))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            fp.set_blackhole(Direction::Down, true);
+            fp.set_blackhole(Direction::Up, true);
+            std::thread::sleep(Duration::from_secs(2));
+            fp.set_blackhole(Direction::Down, false);
+            fp.set_blackhole(Direction::Up, false);
+            let out = client.join().expect("client thread")?;
+            Ok(aioquic_200s(&String::from_utf8_lossy(&out.stdout), 1))
+        })?,
         _ => Outcome::Unsupported("unknown case"),
     })
 }

@@ -14,6 +14,8 @@ commands:
   deps    install the build prerequisites (cmake, libclang) with apt-get when root, or print the command
   demo    deps, then run `qproxy --demo` (HTTP/3 on 127.0.0.1:4433 or the next free port)
   rss     download 1 GiB through a release qproxy and report its peak RSS (/usr/bin/time -v)
+  soak [--minutes M]
+          chaos at a steady rate for M minutes (default 10); CSV and SVG in target/soak; fails on growth
   integration [--fast]
           interop cases against qproxy with gtlsclient and aioquic; a pass/fail matrix
   chaos [--requests N] [--seed S]
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("rss") => rss(),
         Some("chaos") => chaos(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
         Some("ci") => ci(),
         _ => {
@@ -181,6 +184,36 @@ fn rss() -> Result<()> {
         if client.success() { "ok" } else { "FAILED" },
         peak.trim()
     );
+    Ok(())
+}
+
+fn soak(args: &[String]) -> Result<()> {
+    let minutes = match args {
+        [] => "10".to_string(),
+        [flag, m] if flag == "--minutes" => m.clone(),
+        _ => bail!("usage: cargo xtask soak [--minutes M]"),
+    };
+    deps()?;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo_bin)
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "qproxy",
+            "--test",
+            "e2e",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("QPROXY_SOAK_MINUTES", &minutes)
+        .status()
+        .context("running the soak test")?;
+    if !status.success() {
+        bail!("soak failed ({minutes} min)");
+    }
     Ok(())
 }
 
