@@ -6,3 +6,4 @@ mod harness;
 mod independent;
 mod lifecycle;
 mod proxying;
+mod quinn_client;
