@@ -98,8 +98,8 @@ def check(s, stats):
 async def one(args, rng, stats, budget):
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, idle_timeout=5.0)
     config.verify_mode = ssl.CERT_NONE
-    fate = rng.choices(["complete", "reset_upload", "stop_download", "close_unacked", "vanish", "many_aborts"],
-                       [55, 10, 10, 10, 5, 10])[0]
+    fate = rng.choices(["complete", "reset_upload", "stop_download", "close_unacked", "vanish", "many_aborts",
+                        "after_goaway"], [53, 10, 10, 10, 5, 10, 2])[0]
     stats["fate_" + fate] = stats.get("fate_" + fate, 0) + 1
     authority = "localhost:%d" % args.port
     try:
@@ -141,6 +141,14 @@ async def one(args, rng, stats, budget):
                 c.frozen = True
                 c._transport.close()
                 return 1
+            if fate == "after_goaway":
+                _, s = c.start("GET", "/ok/10", authority)
+                await asyncio.wait([s["done"]], timeout=args.request_timeout)
+                await asyncio.sleep(args.keep_alive + 0.3)
+                _, late = c.start("GET", "/ok/10", authority)
+                await asyncio.wait([late["done"]], timeout=2)
+                stats["late_refused"] = stats.get("late_refused", 0) + int(late["status"] is None)
+                return 2
             # many_aborts
             sids = [c.start("GET", "/ok/100000", authority)[0] for _ in range(min(100, max(budget, 1)))]
             await asyncio.sleep(rng.random() * 0.05)
@@ -163,6 +171,7 @@ async def main():
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--request-timeout", type=float, default=10)
+    p.add_argument("--keep-alive", type=float, default=1.0, help="the proxy's timeout http-keep-alive, in seconds")
     args = p.parse_args()
     rng = random.Random(args.seed)
     stats = {"verified": 0, "corrupt": 0, "requests": 0, "connections": 0}
