@@ -38,6 +38,8 @@ pub const REQUESTS_TOTAL: &str = "qproxy_http_requests_total";
 pub const BYTES_IN: &str = "qproxy_http_request_bytes_total";
 /// Response body bytes sent to clients.
 pub const BYTES_OUT: &str = "qproxy_http_response_bytes_total";
+/// Connection IDs the router knows (two per connection until it is gone).
+pub const CID_ROUTES: &str = "qproxy_cid_routes";
 /// Backend connection attempts that failed.
 pub const CONNECT_ERRORS: &str = "qproxy_backend_connect_errors_total";
 
@@ -58,6 +60,8 @@ pub struct ProxyCounters {
     pub bytes_out: AtomicU64,
     /// Failed backend connections.
     pub connect_errors: AtomicU64,
+    /// Connection IDs in the router.
+    pub cid_routes: AtomicU64,
 }
 
 impl ProxyCounters {
@@ -230,6 +234,13 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters) -> String {
         "counter",
         "Failed backend connections.",
         &[("", p.connect_errors.load(Relaxed))],
+    );
+    metric(
+        &mut out,
+        CID_ROUTES,
+        "gauge",
+        "Connection IDs in the router.",
+        &[("", p.cid_routes.load(Relaxed))],
     );
     out
 }

@@ -366,6 +366,7 @@ impl Worker {
         });
         self.router.insert(dcid, index);
         self.router.insert(scid.as_ref(), index);
+        self.publish_routes();
         Some(index)
     }
 
@@ -489,7 +490,14 @@ impl Worker {
             tracing::debug!(conn = %slot.trace, "connection closed");
             self.slots.remove(index);
             self.router.remove_owner(index);
+            self.publish_routes();
         }
+    }
+
+    fn publish_routes(&self) {
+        self.proxy
+            .cid_routes
+            .store(self.router.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn fire_timers(&mut self, now: Instant) {

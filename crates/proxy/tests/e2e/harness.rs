@@ -153,6 +153,7 @@ impl Proxy {
             "qproxy_tx_budget_bytes",
             "qproxy_backend_exchanges",
             "qproxy_backend_sockets{state=\"active\"}",
+            "qproxy_cid_routes",
         ];
         let start = Instant::now();
         loop {
