@@ -237,6 +237,18 @@ fn with_faults(
     case(proxy.addr(), &proxy)
 }
 
+/// 300 ms into a transfer, both directions go dark for 2 s; the transfer must then complete.
+fn black_hole(fp: &FaultProxy) {
+    std::thread::sleep(Duration::from_millis(300));
+    for on in [true, false] {
+        fp.set_blackhole(Direction::Down, on);
+        fp.set_blackhole(Direction::Up, on);
+        if on {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
 type Case = (&'static str, bool);
 
 /// (name, fast): the cases, in the interop runner's order.
@@ -383,12 +395,7 @@ fn gtls_case(s: &Setup, name: &str) -> Result<Outcome> {
             let port = addr.port();
             let client =
                 std::thread::spawn(move || gtls("127.0.0.1", port, &[], &[url(p, "/bytes/20000000")]));
-            std::thread::sleep(Duration::from_millis(300));
-            fp.set_blackhole(Direction::Down, true);
-            fp.set_blackhole(Direction::Up, true);
-            std::thread::sleep(Duration::from_secs(2));
-            fp.set_blackhole(Direction::Down, false);
-            fp.set_blackhole(Direction::Up, false);
+            black_hole(fp);
             Ok(expect_200s(&client.join().expect("client thread")?, 1))
         })?,
         _ => Outcome::Unsupported("unknown case"),
@@ -487,12 +494,7 @@ fn aioquic_case(s: &Setup, name: &str) -> Result<Outcome> {
                     .arg(ca)
                     .arg(url(p, "/bytes/20000000")))
             });
-            std::thread::sleep(Duration::from_millis(300));
-            fp.set_blackhole(Direction::Down, true);
-            fp.set_blackhole(Direction::Up, true);
-            std::thread::sleep(Duration::from_secs(2));
-            fp.set_blackhole(Direction::Down, false);
-            fp.set_blackhole(Direction::Up, false);
+            black_hole(fp);
             let out = client.join().expect("client thread")?;
             Ok(aioquic_200s(&String::from_utf8_lossy(&out.stdout), 1))
         })?,

@@ -193,26 +193,33 @@ fn soak(args: &[String]) -> Result<()> {
         [flag, m] if flag == "--minutes" => m.clone(),
         _ => bail!("usage: cargo xtask soak [--minutes M]"),
     };
+    e2e_release("soak", &["--ignored"], &[("QPROXY_SOAK_MINUTES", &minutes)])
+        .with_context(|| format!("soak failed ({minutes} min)"))
+}
+
+/// Runs one test of the end-to-end suite in release mode (a load test), sized by environment variables.
+fn e2e_release(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
     deps()?;
+    let mut args = vec![
+        "test",
+        "--release",
+        "--package",
+        "qproxy",
+        "--test",
+        "e2e",
+        test,
+        "--",
+        "--nocapture",
+    ];
+    args.extend_from_slice(extra);
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo_bin)
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "qproxy",
-            "--test",
-            "e2e",
-            "soak",
-            "--",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("QPROXY_SOAK_MINUTES", &minutes)
+        .args(&args)
+        .envs(env.iter().copied())
         .status()
-        .context("running the soak test")?;
+        .context("running cargo test")?;
     if !status.success() {
-        bail!("soak failed ({minutes} min)");
+        bail!("cargo {} failed", args.join(" "));
     }
     Ok(())
 }
@@ -238,28 +245,12 @@ fn chaos(args: &[String]) -> Result<()> {
             other => bail!("unknown chaos option {other}; expected --requests N or --seed S"),
         }
     }
-    deps()?;
-    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo_bin)
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "qproxy",
-            "--test",
-            "e2e",
-            "chaos_round",
-            "--",
-            "--nocapture",
-        ])
-        .env("QPROXY_CHAOS_REQUESTS", &requests)
-        .env("QPROXY_CHAOS_SEED", &seed)
-        .status()
-        .context("running the chaos round")?;
-    if !status.success() {
-        bail!("chaos round failed (seed {seed}, {requests} requests)");
-    }
-    Ok(())
+    e2e_release(
+        "chaos_round",
+        &[],
+        &[("QPROXY_CHAOS_REQUESTS", &requests), ("QPROXY_CHAOS_SEED", &seed)],
+    )
+    .with_context(|| format!("chaos round failed (seed {seed}, {requests} requests)"))
 }
 
 fn ci() -> Result<()> {

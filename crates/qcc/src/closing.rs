@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use qc_stream::{Counters, ReleasedDesc};
 use qcs::{codes, Transport};
-use quiche::{RecvInfo, Shutdown};
+use quiche::RecvInfo;
 
 use crate::{Error, Transmit};
 
@@ -108,12 +108,7 @@ impl Closing {
         let mut scratch = [0u8; 4096];
         for id in readable {
             if id.is_multiple_of(4) {
-                let _ = self
-                    .conn
-                    .stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
-                let _ = self
-                    .conn
-                    .stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+                qcs::refuse(&mut self.conn, id);
             } else {
                 // The HTTP/3 state is gone: unidirectional stream bytes are read and dropped.
                 while matches!(self.conn.stream_recv(id, &mut scratch), Ok((n, _)) if n > 0) {}

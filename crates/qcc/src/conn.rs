@@ -9,7 +9,7 @@ use bytes::Bytes;
 use qc_stream::{Counters, RoomSink, TxBudget, TxBufFactory};
 use qcs::{codes, BodyRead, Flush, ResponseHead, Stream, StreamError, Transport};
 use quiche::h3::{self, Header};
-use quiche::{ConnectionId, RecvInfo, Shutdown};
+use quiche::{ConnectionId, RecvInfo};
 
 use crate::table::StreamTable;
 use crate::wakeup::{Waker, Wakeup};
@@ -463,12 +463,7 @@ impl Connection {
 
     /// Refuses a stream the connection will not serve (after GOAWAY, or a timed-out request head).
     fn refuse(&mut self, id: u64) {
-        let _ = self
-            .conn
-            .stream_shutdown(id, Shutdown::Read, codes::H3_REQUEST_REJECTED);
-        let _ = self
-            .conn
-            .stream_shutdown(id, Shutdown::Write, codes::H3_REQUEST_REJECTED);
+        qcs::refuse(&mut self.conn, id);
     }
 
     fn fail_stream(&mut self, id: u64, error: StreamError) {

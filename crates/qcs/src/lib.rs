@@ -38,7 +38,7 @@ mod stream;
 pub use error::{codes, StreamError};
 pub use head::{RequestHead, ResponseHead};
 pub use state::State;
-pub use stream::{BodyRead, Flush, Stream};
+pub use stream::{refuse, BodyRead, Flush, Stream};
 
 /// The transport type every layer above qc-stream uses.
 pub type Transport = quiche::Connection<qc_stream::TxBufFactory>;

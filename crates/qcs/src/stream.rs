@@ -32,6 +32,14 @@ pub enum Flush {
     Finished,
 }
 
+/// Refuses a request stream that gets no `Stream` (after GOAWAY, a timed-out head, a released
+/// connection): STOP_SENDING and RESET_STREAM with H3_REQUEST_REJECTED, so the client may retry it.
+pub fn refuse(conn: &mut Transport, id: u64) {
+    // Errors mean "already shut": nothing more to do.
+    let _ = conn.stream_shutdown(id, Shutdown::Read, crate::codes::H3_REQUEST_REJECTED);
+    let _ = conn.stream_shutdown(id, Shutdown::Write, crate::codes::H3_REQUEST_REJECTED);
+}
+
 /// Largest chunk read from the transport at once.
 const READ_CHUNK: usize = 16 * 1024;
 
