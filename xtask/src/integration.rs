@@ -3,7 +3,6 @@
 //! PyPI), and the loss cases through the UDP fault proxy. Prints a pass/fail matrix per client and fails
 //! on any failure. `--fast` runs the quick cases only (what CI runs).
 
-use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -74,22 +73,13 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
     let dir = std::env::temp_dir().join("qproxy-integration");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut demo = Command::new(&bin)
-        .args(["--demo", "--demo-port", "4520", "-q", "--demo-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting qproxy --demo")?;
-    let mut line = String::new();
-    std::io::BufReader::new(demo.stdout.take().context("demo stdout")?).read_line(&mut line)?;
+    let (demo, port) = crate::demo_proc::spawn(
+        Command::new(&bin)
+            .args(["--demo", "--demo-port", "4520", "-q", "--demo-dir"])
+            .arg(&dir)
+            .stderr(Stdio::null()),
+    )?;
     let demo = Running(demo);
-    let port: u16 = line
-        .split("UDP ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .context("demo port")?
-        .parse()?;
     // A second instance on IPv4 and IPv6, to the same demo origin, for the ipv6 case.
     let config = std::fs::read_to_string(dir.join("qproxy.cfg"))?;
     let port6 = free_udp(true)?;

@@ -2,6 +2,7 @@
 //!
 //! Kept light on purpose: it must not compile quiche to start.
 
+mod demo_proc;
 mod integration;
 
 use std::process::{Command, ExitCode};
@@ -132,25 +133,17 @@ fn rss() -> Result<()> {
     let dir = std::env::temp_dir().join("qproxy-rss");
     let report = dir.join("time.txt");
     std::fs::create_dir_all(&dir)?;
-    let mut proxy = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg("-o")
-        .arg(&report)
-        .arg(&bin)
-        .args(["--demo", "--demo-port", "4480", "-q", "--demo-dir"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting /usr/bin/time -v qproxy --demo (Debian package: time)")?;
-    let mut first_line = String::new();
-    let stdout = proxy.stdout.take().context("demo output")?;
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line)?;
-    let port = first_line
-        .split("UDP ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .context("demo port")?
-        .to_string();
+    let (mut proxy, port) = demo_proc::spawn(
+        Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg("-o")
+            .arg(&report)
+            .arg(&bin)
+            .args(["--demo", "--demo-port", "4480", "-q", "--demo-dir"])
+            .arg(&dir),
+    )
+    .context("/usr/bin/time -v qproxy --demo (Debian package: time)")?;
+    let port = port.to_string();
     let url = format!("https://localhost:{port}/bytes/1073741824");
     let started = std::time::Instant::now();
     let client = Command::new("gtlsclient")

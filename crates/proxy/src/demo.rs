@@ -24,6 +24,8 @@ pub struct Demo {
     pub port: u16,
     /// The metrics URL.
     pub metrics: String,
+    /// The JSON stats URL (for `qproxy top`).
+    pub stats: String,
     /// The origin's address.
     pub origin: SocketAddr,
 }
@@ -86,7 +88,7 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
          defaults\n    timeout connect 5s\n    timeout server 30s\n    option forwardfor\n\n\
          frontend demo\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n    http-response set-header alt-svc \"h3=\\\":{port}\\\"; ma=900\"\n    default_backend origin\n\n\
          backend origin\n    server origin1 {origin}\n\n\
-         frontend stats\n    bind 127.0.0.1:{stats_port}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n",
+         frontend stats\n    bind 127.0.0.1:{stats_port}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
         server_pem.display()
     );
     std::fs::write(&config, text)?;
@@ -95,6 +97,7 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
         ca,
         port,
         metrics: format!("http://127.0.0.1:{stats_port}/metrics"),
+        stats: format!("http://127.0.0.1:{stats_port}/stats"),
         origin,
     })
 }

@@ -5,22 +5,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use parking_lot::RwLock;
 use qproxy::config::Config;
 use qproxy::metrics::ProxyCounters;
+use qproxy::servers::Runtime;
+use qproxy::stats::Sources;
 use qproxy::worker::{Exit, Worker};
 
 /// An HTTP/3 (QUIC) reverse proxy in front of HTTP/1.1 services, configured like HAProxy.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (HAProxy syntax subset, see docs/configuration.md).
-    #[arg(
-        short = 'f',
-        long = "config",
-        value_name = "FILE",
-        required_unless_present = "demo"
-    )]
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Check the configuration and exit: 0 when valid, 1 otherwise.
     #[arg(short = 'c', long = "check")]
@@ -45,8 +45,42 @@ struct Cli {
     quiet: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A refreshing table of servers, states, rates and live objects, from a running qproxy's `stats uri`.
+    Top {
+        /// The JSON stats URL, e.g. http://127.0.0.1:8404/stats.
+        #[arg(long = "stats", value_name = "URL")]
+        stats: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one screen and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Top {
+        stats,
+        interval,
+        once,
+    }) = &cli.command
+    {
+        return match qproxy::top::run(
+            stats,
+            std::time::Duration::from_secs_f64(interval.max(0.1)),
+            *once,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qproxy top: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = if cli.debug {
         "debug".to_string()
     } else if cli.quiet {
@@ -75,18 +109,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("qproxy-demo"));
             let demo = qproxy::demo::prepare(&dir, cli.demo_port)?;
-            println!(
+            // One write, and a closed stdout is no reason to stop: the banner is for a human, the proxy
+            // runs on without it.
+            let banner = format!(
                 "qproxy demo: HTTP/3 on https://localhost:{port}/ (127.0.0.1 UDP {port}), origin {origin}\n\
                  \x20 trust the demo CA: {ca}\n\
                  \x20 configuration:     {cfg}\n\
                  \x20 metrics:           {metrics}\n\
-                 \x20 try:               gtlsclient --exit-on-all-streams-close 127.0.0.1 {port} https://localhost:{port}/",
+                 \x20 live view:         qproxy top --stats {stats}\n\
+                 \x20 try:               gtlsclient --exit-on-all-streams-close 127.0.0.1 {port} https://localhost:{port}/\n",
                 port = demo.port,
                 origin = demo.origin,
                 ca = demo.ca.display(),
                 cfg = demo.config.display(),
                 metrics = demo.metrics,
+                stats = demo.stats,
             );
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
             demo.config
         }
         (Some(path), false) => path.clone(),
@@ -112,17 +151,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Arc::new(config);
     let counters = Arc::new(qcc::Counters::default());
     let proxy = Arc::new(ProxyCounters::default());
+    let runtime = Arc::new(RwLock::new(Arc::new(Runtime::new(&config, None))));
+    let sources = Sources {
+        layers: counters.clone(),
+        proxy: proxy.clone(),
+        runtime: runtime.clone(),
+    };
     for stats in &config.stats {
-        let addr = qproxy::stats::spawn(
-            stats.addr,
-            stats.metrics_path.clone(),
-            counters.clone(),
-            proxy.clone(),
-        )
-        .with_context(|| format!("stats frontend '{}' on {}", stats.name, stats.addr))?;
-        tracing::info!(%addr, path = %stats.metrics_path, "stats listener ready");
+        let addr = qproxy::stats::spawn(stats, sources.clone())
+            .with_context(|| format!("stats frontend '{}' on {}", stats.name, stats.addr))?;
+        let paths = [&stats.metrics_path, &stats.stats_path];
+        let paths: Vec<&str> = paths.iter().filter_map(|p| p.as_deref()).collect();
+        tracing::info!(%addr, paths = %paths.join(" "), "stats listener ready");
     }
-    let mut worker = Worker::new(config, Some(path), counters, proxy)?;
+    let mut worker = Worker::new(config, Some(path), counters, proxy, runtime)?;
     for addr in worker.local_addrs() {
         tracing::info!(%addr, "listening for HTTP/3");
     }

@@ -36,6 +36,30 @@ impl Gauge {
     }
 }
 
+/// Why QUIC connections ended, in the order of [`TransportCounters::closes`].
+pub const CLOSE_CAUSES: [&str; 5] = [
+    "idle_timeout",
+    "peer_no_error",
+    "peer_error",
+    "local_no_error",
+    "local_error",
+];
+
+/// What transports saw over their lives, recorded by the connection layer when one is dropped.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// Connections whose handshake completed.
+    pub handshakes_ok: AtomicU64,
+    /// Connections that ended before their handshake completed.
+    pub handshakes_failed: AtomicU64,
+    /// Ended connections by cause ([`CLOSE_CAUSES`]).
+    pub closes: [AtomicU64; 5],
+    /// Packets declared lost.
+    pub packets_lost: AtomicU64,
+    /// Packets retransmitted.
+    pub packets_retransmitted: AtomicU64,
+}
+
 /// Every layer's object counters. One instance per process (or per test), shared by `Arc`.
 #[derive(Debug)]
 pub struct Counters {
@@ -57,6 +81,8 @@ pub struct Counters {
     pub stale_wakeups: AtomicU64,
     /// Releases that ran out of the order of `docs/release-order.md`; must stay 0.
     pub out_of_order_releases: AtomicU64,
+    /// How transports ended.
+    pub transport: TransportCounters,
     panic_on_out_of_order: AtomicBool,
 }
 
@@ -72,6 +98,7 @@ impl Default for Counters {
             tx_budget_waits: AtomicU64::new(0),
             stale_wakeups: AtomicU64::new(0),
             out_of_order_releases: AtomicU64::new(0),
+            transport: TransportCounters::default(),
             panic_on_out_of_order: AtomicBool::new(cfg!(debug_assertions)),
         }
     }
@@ -112,6 +139,11 @@ impl Counters {
             tx_budget_waits: self.tx_budget_waits.load(Relaxed),
             stale_wakeups: self.stale_wakeups.load(Relaxed),
             out_of_order_releases: self.out_of_order_releases.load(Relaxed),
+            handshakes_ok: self.transport.handshakes_ok.load(Relaxed),
+            handshakes_failed: self.transport.handshakes_failed.load(Relaxed),
+            closes: std::array::from_fn(|i| self.transport.closes[i].load(Relaxed)),
+            packets_lost: self.transport.packets_lost.load(Relaxed),
+            packets_retransmitted: self.transport.packets_retransmitted.load(Relaxed),
         }
     }
 }
@@ -143,6 +175,16 @@ pub struct Snapshot {
     pub stale_wakeups: u64,
     /// Out-of-order releases since start (must be 0).
     pub out_of_order_releases: u64,
+    /// Completed handshakes of ended connections.
+    pub handshakes_ok: u64,
+    /// Ended connections that never completed their handshake.
+    pub handshakes_failed: u64,
+    /// Ended connections by cause ([`CLOSE_CAUSES`]).
+    pub closes: [u64; 5],
+    /// Packets declared lost.
+    pub packets_lost: u64,
+    /// Packets retransmitted.
+    pub packets_retransmitted: u64,
 }
 
 impl Snapshot {

@@ -1,6 +1,7 @@
 //! A released connection's transport, until it is closed.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -118,9 +119,35 @@ impl Closing {
 }
 
 impl Drop for Closing {
-    // Accounting only.
+    // Accounting only: the transport's life ends here, so this is where its outcome is counted.
     fn drop(&mut self) {
         self.counters.closing.dec();
+        let t = &self.counters.transport;
+        let handshake = if self.conn.is_established() {
+            &t.handshakes_ok
+        } else {
+            &t.handshakes_failed
+        };
+        handshake.fetch_add(1, Relaxed);
+        // 0x0 is the transport's NO_ERROR, 0x100 HTTP/3's H3_NO_ERROR.
+        let clean = |e: &quiche::ConnectionError| e.error_code == 0 || (e.is_app && e.error_code == 0x100);
+        let cause = if self.conn.is_timed_out() {
+            0
+        } else if let Some(e) = self.conn.peer_error() {
+            if clean(e) {
+                1
+            } else {
+                2
+            }
+        } else if self.conn.local_error().is_none_or(clean) {
+            3
+        } else {
+            4
+        };
+        t.closes[cause].fetch_add(1, Relaxed);
+        let stats = self.conn.stats();
+        t.packets_lost.fetch_add(stats.lost as u64, Relaxed);
+        t.packets_retransmitted.fetch_add(stats.retrans as u64, Relaxed);
     }
 }
 

@@ -51,6 +51,6 @@ pub use config::{Limits, ServerConfig, TransportParams};
 pub use conn::{Connection, Released, SendBody, Transmit};
 pub use error::Error;
 pub use event::{AbortCause, Event};
-pub use qc_stream::{Counters, Snapshot};
+pub use qc_stream::{Counters, Snapshot, CLOSE_CAUSES};
 pub use qcs::{codes, BodyRead, RequestHead, ResponseHead};
 pub use wakeup::Waker;

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ pub enum Termination {
     ServerTimeoutBody,
     /// `CD`: the client aborted (RESET_STREAM, STOP_SENDING, connection gone).
     ClientAborted,
+    /// `sQ`: no server slot freed up within `timeout queue`, or the queue was full (503).
+    QueueTimeout,
 }
 
 impl Termination {
@@ -59,13 +62,14 @@ impl Termination {
             Termination::ServerAbortedBody => "SD",
             Termination::ServerTimeoutBody => "sD",
             Termination::ClientAborted => "CD",
+            Termination::QueueTimeout => "sQ",
         }
     }
 
     /// The status to answer with when no response head went out yet.
-    fn status(self) -> u16 {
+    pub fn status(self) -> u16 {
         match self {
-            Termination::ConnectFailed | Termination::ConnectTimeout => 503,
+            Termination::ConnectFailed | Termination::ConnectTimeout | Termination::QueueTimeout => 503,
             Termination::ServerTimeout | Termination::ServerTimeoutBody => 504,
             _ => 502,
         }
@@ -84,6 +88,37 @@ pub enum Step {
     },
     /// The exchange failed; the client got an error status or a stream reset.
     Failed(Termination),
+    /// The attempt failed before anything reached the client or was consumed from it: the request may
+    /// go to a server again ([`Exchange::into_retry`]).
+    Retry(Termination),
+}
+
+/// A request as an exchange forwards it, kept whole so that a failed attempt can be replayed.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The HTTP/3 stream it serves.
+    pub stream: u64,
+    /// The HTTP/1.1 request head.
+    pub head: Bytes,
+    /// How the body goes to the backend.
+    pub upload: UploadFraming,
+    /// Access-log facts.
+    pub info: ExchangeInfo,
+    /// `timeout connect` and `timeout server`.
+    pub timeouts: (Duration, Duration),
+    /// `http-response set-header` of the frontend.
+    pub set_headers: Arc<[(String, String)]>,
+    /// A method that may be sent twice (RFC 9110, 9.2.2).
+    pub idempotent: bool,
+    /// Attempts left after this one (`retries`).
+    pub retries_left: u32,
+}
+
+impl Forward {
+    /// Is `method` idempotent (RFC 9110, 9.2.2)?
+    pub fn is_idempotent(method: &str) -> bool {
+        matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
+    }
 }
 
 /// What the access log needs about an exchange.
@@ -113,6 +148,7 @@ pub struct ExchangeInfo {
 pub struct Exchange {
     /// The HTTP/3 stream it serves.
     pub stream: u64,
+    replay: Option<(Bytes, UploadFraming, bool, u32)>,
     /// Backend and server indexes in the configuration.
     pub backend: usize,
     /// Server index within the backend.
@@ -141,42 +177,44 @@ pub struct Exchange {
     keep_alive: bool,
     pending: VecDeque<Bytes>,
     finished: bool,
-    set_headers: Vec<(String, String)>,
+    set_headers: Arc<[(String, String)]>,
+    timeouts: (Duration, Duration),
 }
 
 impl Exchange {
-    /// Starts an exchange on `sock` (connecting, or connected when it came from the pool).
-    #[allow(clippy::too_many_arguments)]
+    /// Starts forwarding `forward` on `sock` (connecting, or connected when it came from the pool).
     pub fn new(
-        stream: u64,
+        forward: Forward,
         (backend, server, addr): (usize, usize, SocketAddr),
         sock: BackendSocket,
         connected: bool,
-        request: Vec<u8>,
-        upload: UploadFraming,
-        info: ExchangeInfo,
-        (connect_timeout, server_timeout): (Duration, Duration),
-        set_headers: Vec<(String, String)>,
         now: Instant,
     ) -> Self {
-        let out_len = request.len();
-        let mut info = info;
-        if connected {
-            info.connected_at = Some(now);
-        }
+        let Forward {
+            stream,
+            head,
+            upload,
+            mut info,
+            timeouts,
+            set_headers,
+            idempotent,
+            retries_left,
+        } = forward;
+        info.connected_at = connected.then_some(now);
         Exchange {
             stream,
+            replay: Some((head.clone(), upload, idempotent, retries_left)),
             backend,
             server,
             addr,
             info,
             sock,
             connected,
-            connect_deadline: now + connect_timeout,
-            server_timeout,
+            connect_deadline: now + timeouts.0,
+            server_timeout: timeouts.1,
             last_activity: now,
-            out: VecDeque::from([Bytes::from(request)]),
-            out_len,
+            out_len: head.len(),
+            out: VecDeque::from([head]),
             upload,
             client_done: upload == UploadFraming::None,
             head_buf: Vec::new(),
@@ -189,7 +227,41 @@ impl Exchange {
             pending: VecDeque::new(),
             finished: false,
             set_headers,
+            timeouts,
         }
+    }
+
+    /// After [`Step::Retry`]: the socket to close and the request to send again, one retry spent.
+    pub fn into_retry(self) -> (BackendSocket, Forward) {
+        let (head, upload, idempotent, retries_left) = self.replay.expect("Step::Retry keeps the request");
+        let mut info = self.info;
+        info.connected_at = None;
+        let forward = Forward {
+            stream: self.stream,
+            head,
+            upload,
+            info,
+            timeouts: self.timeouts,
+            set_headers: self.set_headers,
+            idempotent,
+            retries_left: retries_left.saturating_sub(1),
+        };
+        (self.sock, forward)
+    }
+
+    /// May a failure for `why` be retried: nothing went to the client, nothing was taken from it, and
+    /// the request either never reached the server or is idempotent.
+    fn may_retry(&self, why: Termination) -> bool {
+        let Some((_, _, idempotent, retries_left)) = &self.replay else {
+            return false;
+        };
+        let untouched = !self.head_sent && self.head_buf.is_empty() && self.info.bytes_in == 0;
+        let retryable = match why {
+            Termination::ConnectFailed | Termination::ConnectTimeout => true,
+            Termination::ServerClosedEarly => *idempotent,
+            _ => false,
+        };
+        *retries_left > 0 && untouched && retryable
     }
 
     /// The socket, for (de)registration.
@@ -433,7 +505,7 @@ impl Exchange {
                 status: head.status,
                 headers: head.headers,
             };
-            for (name, value) in &self.set_headers {
+            for (name, value) in self.set_headers.iter() {
                 out.headers.retain(|h| h.name() != name.as_bytes());
                 out.headers.push(Header::new(name.as_bytes(), value.as_bytes()));
             }
@@ -499,12 +571,16 @@ impl Exchange {
         Ok(())
     }
 
-    /// Ends the exchange on an error: an error status if no head went out, else a stream reset.
+    /// Ends the exchange on an error: a retry when allowed, an error status if no head went out, else a
+    /// stream reset.
     pub fn fail(&mut self, conn: &mut Connection, why: Termination) -> Step {
         self.finished = true;
         self.keep_alive = false;
         if why == Termination::ClientAborted {
             return Step::Failed(why);
+        }
+        if self.may_retry(why) {
+            return Step::Retry(why);
         }
         if self.head_sent {
             let _ = conn.reset_stream(self.stream, codes::H3_INTERNAL_ERROR);

@@ -5,6 +5,6 @@ pub mod h1;
 mod pool;
 mod socket;
 
-pub use exchange::{respond_error, Exchange, ExchangeInfo, Step, Termination};
+pub use exchange::{respond_error, Exchange, ExchangeInfo, Forward, Step, Termination};
 pub use pool::Pool;
 pub use socket::BackendSocket;

@@ -69,7 +69,7 @@ impl Proxy {
             "global\n{global}\ndefaults\n{defaults}\n\
              frontend web\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n{frontend_extra}    default_backend app\n\n\
              backend app\n{backend_servers}\n\
-             frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n",
+             frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
             pem.display()
         );
         let cfg = dir.join("qproxy.cfg");
@@ -123,19 +123,53 @@ impl Proxy {
         std::fs::read_to_string(self.dir.join("qproxy.log")).unwrap_or_default()
     }
 
-    fn try_metrics(&self) -> Option<HashMap<String, u64>> {
+    /// One GET on the stats listener; the body of a 200.
+    pub fn stats_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.stats)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        let body = text.split_once("\r\n\r\n")?.1;
-        Some(
-            body.lines()
-                .filter(|l| !l.starts_with('#') && !l.is_empty())
-                .filter_map(|l| l.rsplit_once(' '))
-                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(u64::MAX)))
-                .collect(),
-        )
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    }
+
+    /// The metrics through a real Prometheus text parser (the prometheus-parse crate), keyed
+    /// `name{label="value",...}` with labels in name order; histograms by their `_count` and `_sum`.
+    fn try_metrics(&self) -> Option<HashMap<String, u64>> {
+        let body = self.stats_get("/metrics")?;
+        let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+            .expect("the metrics parse as Prometheus text");
+        let mut out = HashMap::new();
+        for sample in scrape.samples {
+            let mut labels: Vec<(&String, &String)> = sample.labels.iter().collect();
+            labels.sort();
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let key = |name: &str| {
+                if labels.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}{{{}}}", labels.join(","))
+                }
+            };
+            match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => {
+                    out.insert(key(&sample.metric), v as u64);
+                }
+                prometheus_parse::Value::Histogram(buckets) => {
+                    let count = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                    out.insert(key(&format!("{}_count", sample.metric)), count as u64);
+                }
+                prometheus_parse::Value::Summary(_) => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// The JSON view of `stats uri /stats`.
+    pub fn stats_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stats_get("/stats").expect("stats answer")).expect("stats JSON")
     }
 
     pub fn metrics(&self) -> HashMap<String, u64> {

@@ -1,9 +1,11 @@
 //! End to end: the real `qproxy` binary, HTTP/1.1 origins on loopback, and ngtcp2's gtlsclient.
 #![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
 
+mod balancing;
 mod chaos;
 mod harness;
 mod independent;
 mod lifecycle;
+mod origins;
 mod proxying;
 mod quinn_client;

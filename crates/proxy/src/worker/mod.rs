@@ -6,6 +6,8 @@
 //! fire due timers, then process every connection marked dirty (events, then transmit), then collect
 //! closed ones.
 
+mod dispatch;
+
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -14,20 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::net::{TcpStream, UdpSocket};
+use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use qcc::route::{CidRouter, Route};
-use qcc::{Closing, Connection, Counters, Event, Limits, RequestHead, ServerConfig, TransportParams};
+use qcc::{Closing, Connection, Counters, Event, Limits, ServerConfig, TransportParams};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::access;
-use crate::backend::{h1, respond_error, BackendSocket, Exchange, ExchangeInfo, Pool, Step, Termination};
-use crate::balance::RoundRobin;
+use crate::backend::{Pool, Termination};
+use crate::balance::Balancer;
 use crate::config::{Config, QuicBind};
+use crate::health::HealthChecks;
 use crate::metrics::ProxyCounters;
-use crate::route::select_backend;
+use crate::servers::{Runtime, SharedRuntime};
+use dispatch::{Queues, Running};
 
 /// The signals token.
 const SIGNALS: Token = Token(1 << 20);
@@ -85,11 +88,15 @@ pub struct Worker {
     listeners: Vec<Listener>,
     slots: Slab<Slot>,
     router: CidRouter<usize>,
-    exchanges: Slab<(ConnKey, Exchange)>,
+    exchanges: Slab<Running>,
+    queues: Queues,
     pool: Pool,
     config: Arc<Config>,
     config_path: Option<PathBuf>,
-    round_robin: Vec<RoundRobin>,
+    balancers: Vec<Balancer>,
+    runtime: Arc<Runtime>,
+    shared: SharedRuntime,
+    health: HealthChecks,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
     serial: u64,
@@ -154,6 +161,7 @@ impl Worker {
         config_path: Option<PathBuf>,
         counters: Arc<Counters>,
         proxy: Arc<ProxyCounters>,
+        shared: SharedRuntime,
     ) -> Result<Self> {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
@@ -175,28 +183,35 @@ impl Worker {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let round_robin = config
+        let mut rng = fastrand::Rng::new();
+        let balancers = config
             .backends
             .iter()
-            .map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight)))
+            .map(|b| Balancer::new(b, rng.u64(..)))
             .collect();
+        let runtime = shared.read().clone();
+        let health = HealthChecks::start(&config, &runtime).context("starting health checks")?;
         Ok(Worker {
             poll,
             listeners,
             slots: Slab::new(),
             router: CidRouter::new(CID_LEN),
             exchanges: Slab::new(),
+            queues: Queues::new(),
             pool: Pool::new(proxy.clone()),
             config,
             config_path,
-            round_robin,
+            balancers,
+            runtime,
+            shared,
+            health,
             counters,
             proxy,
             serial: 0,
             dirty: Vec::new(),
             stop_deadline: None,
             signals,
-            rng: fastrand::Rng::new(),
+            rng,
             next_prune: Instant::now(),
             buf: vec![0; 65535],
             out: vec![0; 65535],
@@ -257,10 +272,11 @@ impl Worker {
             SlotConn::Closing(c) => c.poll_timeout(now),
             SlotConn::Gone => None,
         });
-        let exchanges = self.exchanges.iter().filter_map(|(_, (_, ex))| ex.deadline());
+        let exchanges = self.exchanges.iter().filter_map(|(_, r)| r.exchange.deadline());
         let stop = self.stop_deadline.flatten();
         conns
             .chain(exchanges)
+            .chain(self.queue_deadline())
             .chain(stop)
             .chain(Some(self.next_prune))
             .min()
@@ -397,7 +413,7 @@ impl Worker {
         }
         for event in events {
             match event {
-                Event::Request { stream, head, end } => self.start_exchange(index, stream, head, end, now),
+                Event::Request { stream, head, end } => self.on_request(index, stream, head, end, now),
                 Event::Readable { stream } | Event::Writable { stream } => {
                     if let Some(ex) = self
                         .slots
@@ -425,6 +441,9 @@ impl Worker {
                     {
                         self.end_exchange(ex, Termination::ClientAborted, false);
                     }
+                    if let Some(serial) = self.slots.get(index).map(|s| s.serial) {
+                        self.unqueue(ConnKey { index, serial }, Some(stream));
+                    }
                 }
                 Event::GoAway => {}
                 Event::Dead => self.release(index, now),
@@ -438,9 +457,14 @@ impl Worker {
             return;
         };
         let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
+        let key = ConnKey {
+            index,
+            serial: slot.serial,
+        };
         for ex in exchanges {
             self.end_exchange(ex, Termination::ClientAborted, false);
         }
+        self.unqueue(key, None);
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
@@ -519,223 +543,17 @@ impl Worker {
         let expired: Vec<usize> = self
             .exchanges
             .iter()
-            .filter(|(_, (_, ex))| ex.deadline().is_some_and(|t| t <= now))
+            .filter(|(_, r)| r.exchange.deadline().is_some_and(|t| t <= now))
             .map(|(i, _)| i)
             .collect();
         for ex in expired {
-            self.timeout_exchange(ex);
+            self.timeout_exchange(ex, now);
         }
+        self.expire_queues(now);
         if self.next_prune <= now {
             self.pool.prune(now);
             self.next_prune = now + Duration::from_secs(5);
         }
-    }
-
-    // ---------------------------------------------------------------- exchanges
-
-    fn start_exchange(&mut self, index: usize, stream: u64, head: RequestHead, end: bool, now: Instant) {
-        let Some(slot) = self.slots.get_mut(index) else {
-            return;
-        };
-        let SlotConn::Live(conn) = &mut slot.conn else {
-            return;
-        };
-        let config = self.config.clone();
-        let frontend = &config.frontends[self.listeners[slot.listener].frontend];
-        let info = ExchangeInfo {
-            method: head.method.clone(),
-            authority: head.authority.clone(),
-            path: head.path.clone(),
-            started: now,
-            connected_at: None,
-            head_at: None,
-            status: None,
-            bytes_in: 0,
-            bytes_out: 0,
-        };
-        let Some(b) = select_backend(&config, frontend, &head) else {
-            respond_error(conn, stream, 503);
-            self.log_direct(index, stream, &info, 503, "-", Termination::ConnectFailed);
-            return;
-        };
-        let backend = &config.backends[b];
-        let Some(s) = self.round_robin[b].pick() else {
-            respond_error(conn, stream, 503);
-            self.log_direct(
-                index,
-                stream,
-                &info,
-                503,
-                &backend.name,
-                Termination::ConnectFailed,
-            );
-            return;
-        };
-        let addr = backend.servers[s].addr;
-        let (sock, connected) = match self.pool.checkout(addr) {
-            Some(sock) => (sock, true),
-            None => match TcpStream::connect(addr) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    (BackendSocket::new(stream, self.proxy.clone()), false)
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "backend connect failed");
-                    self.proxy
-                        .connect_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    respond_error(conn, stream, 503);
-                    let name = format!("{}/{}", backend.name, backend.servers[s].name);
-                    self.log_direct(index, stream, &info, 503, &name, Termination::ConnectFailed);
-                    return;
-                }
-            },
-        };
-        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::Forwarded {
-            client: slot.peer.ip(),
-        });
-        let (request, upload) = h1::encode_request(&head, end, forwarded);
-        let timeouts = (backend.timeouts.connect, backend.timeouts.server);
-        let set_headers = frontend.set_response_headers.clone();
-        let exchange = Exchange::new(
-            stream,
-            (b, s, addr),
-            sock,
-            connected,
-            request,
-            upload,
-            info,
-            timeouts,
-            set_headers,
-            now,
-        );
-        let key = ConnKey {
-            index,
-            serial: slot.serial,
-        };
-        let ex = self.exchanges.insert((key, exchange));
-        slot.exchanges.insert(stream, ex);
-        self.proxy
-            .exchanges
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let registry = self.poll.registry();
-        let sock = self.exchanges[ex].1.socket_mut().stream_mut();
-        if let Err(e) = registry.register(
-            sock,
-            Token(EXCHANGE_BASE + ex),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            tracing::warn!(error = %e, "registering a backend socket failed");
-        }
-        self.progress_exchange(ex);
-    }
-
-    fn progress_exchange(&mut self, ex: usize) {
-        let now = Instant::now();
-        let Some((key, exchange)) = self.exchanges.get_mut(ex) else {
-            return;
-        };
-        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
-            self.counters.stale_wakeup();
-            self.end_exchange(ex, Termination::ClientAborted, false);
-            return;
-        };
-        let index = key.index;
-        let SlotConn::Live(conn) = &mut slot.conn else {
-            self.end_exchange(ex, Termination::ClientAborted, false);
-            return;
-        };
-        let step = exchange.progress(conn, now);
-        mark_dirty(&mut self.dirty, slot, index);
-        match step {
-            Step::Continue => {}
-            Step::Finished { reusable } => self.end_exchange(ex, Termination::Normal, reusable),
-            Step::Failed(why) => self.end_exchange(ex, why, false),
-        }
-    }
-
-    fn timeout_exchange(&mut self, ex: usize) {
-        let Some((key, exchange)) = self.exchanges.get_mut(ex) else {
-            return;
-        };
-        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
-            self.end_exchange(ex, Termination::ClientAborted, false);
-            return;
-        };
-        let index = key.index;
-        let SlotConn::Live(conn) = &mut slot.conn else {
-            return;
-        };
-        let step = exchange.on_timeout(conn);
-        mark_dirty(&mut self.dirty, slot, index);
-        if let Step::Failed(why) = step {
-            self.end_exchange(ex, why, false);
-        }
-    }
-
-    /// Removes an exchange: its socket goes back to the pool when reusable, else it is closed.
-    fn end_exchange(&mut self, ex: usize, why: Termination, reusable: bool) {
-        let Some((key, mut exchange)) = self.exchanges.try_remove(ex) else {
-            return;
-        };
-        self.proxy
-            .exchanges
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = self
-            .poll
-            .registry()
-            .deregister(exchange.socket_mut().stream_mut());
-        let slot = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial);
-        let (peer, trace) = match slot {
-            Some(slot) => {
-                slot.exchanges.remove(&exchange.stream);
-                (slot.peer.to_string(), slot.trace.clone())
-            }
-            None => ("-".into(), "-".into()),
-        };
-        let backend = &self.config.backends[exchange.backend];
-        let server = format!("{}/{}", backend.name, backend.servers[exchange.server].name);
-        let info = exchange.info.clone();
-        self.proxy
-            .count_request(info.status, info.bytes_in, info.bytes_out);
-        access::log(
-            &peer,
-            &trace,
-            exchange.stream,
-            &info,
-            &server,
-            why.code(),
-            Instant::now(),
-        );
-        let addr = exchange.addr;
-        let sock = exchange.into_socket();
-        if reusable && self.stop_deadline.is_none() {
-            self.pool.checkin(addr, sock, Instant::now());
-        }
-    }
-
-    fn log_direct(
-        &self,
-        index: usize,
-        stream: u64,
-        info: &ExchangeInfo,
-        status: u16,
-        server: &str,
-        why: Termination,
-    ) {
-        let Some(slot) = self.slots.get(index) else { return };
-        let mut info = info.clone();
-        info.status = Some(status);
-        self.proxy.count_request(Some(status), 0, 0);
-        access::log(
-            &slot.peer.to_string(),
-            &slot.trace,
-            stream,
-            &info,
-            server,
-            why.code(),
-            Instant::now(),
-        );
     }
 
     // ---------------------------------------------------------------- signals and stop
@@ -785,6 +603,14 @@ impl Worker {
         for ex in rest {
             self.end_exchange(ex, Termination::ClientAborted, false);
         }
+        let queued: Vec<ConnKey> = self
+            .queues
+            .values()
+            .flat_map(|q| q.iter().map(|e| e.conn()))
+            .collect();
+        for key in queued {
+            self.unqueue(key, None);
+        }
         self.slots.clear();
         self.pool.clear();
     }
@@ -804,24 +630,30 @@ impl Worker {
                     );
                     return;
                 }
-                self.round_robin = new
+                let runtime = Arc::new(Runtime::new(&new, Some(&self.runtime)));
+                let health = match HealthChecks::start(&new, &runtime) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::error!(
+                            "SIGHUP: starting health checks: {e}; keeping the running configuration"
+                        );
+                        return;
+                    }
+                };
+                self.balancers = new
                     .backends
                     .iter()
-                    .map(|b| RoundRobin::new(b.servers.iter().map(|s| s.weight)))
+                    .map(|b| Balancer::new(b, self.rng.u64(..)))
                     .collect();
-                let ended: Vec<usize> = self
-                    .exchanges
-                    .iter()
-                    .filter(|(_, (_, ex))| {
-                        ex.backend >= new.backends.len()
-                            || ex.server >= new.backends[ex.backend].servers.len()
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
+                self.health = health;
+                *self.shared.write() = runtime.clone();
+                self.runtime = runtime;
                 self.config = Arc::new(new);
-                tracing::info!(path = %path.display(), "configuration reloaded");
-                for ex in ended {
-                    self.end_exchange(ex, Termination::ClientAborted, false);
+                tracing::info!(path = %path.display(), checks = self.health.checked(), "configuration reloaded");
+                // Queued requests of a backend that is gone get their 503 now; the others may fit.
+                let names: Vec<String> = self.queues.keys().cloned().collect();
+                for name in names {
+                    self.drain_queue(&name, Instant::now());
                 }
             }
             Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),

@@ -7,6 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod backend;
+
+pub use backend::{Backend, BackendSettings, Balance, HttpCheck, Observe, Server, ServerOptions};
+
 /// A configuration error at a place in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -48,6 +52,11 @@ pub struct Timeouts {
     pub client_fin: Duration,
     /// `timeout client-hs`: the QUIC handshake must complete within this.
     pub client_hs: Duration,
+    /// `timeout queue`: a request waits this long at most for a server slot (503 after; default
+    /// `timeout connect`).
+    pub queue: Option<Duration>,
+    /// `timeout check`: one health check must finish within this (default the server's `inter`).
+    pub check: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -60,6 +69,8 @@ impl Default for Timeouts {
             http_keep_alive: Duration::from_secs(60),
             client_fin: Duration::from_secs(30),
             client_hs: Duration::from_secs(10),
+            queue: None,
+            check: None,
         }
     }
 }
@@ -159,41 +170,6 @@ pub struct Frontend {
     pub forwardfor: bool,
 }
 
-/// A backend server: `server NAME ADDR:PORT [weight N] [check]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
-    /// Its name.
-    pub name: String,
-    /// Address and port.
-    pub addr: SocketAddr,
-    /// `weight` (1 to 256, default 1).
-    pub weight: u32,
-    /// `check`: health-checked.
-    pub check: bool,
-}
-
-/// Load-balancing algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    /// Smooth weighted round robin.
-    RoundRobin,
-}
-
-/// A backend: a set of HTTP/1.1 servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// Its name.
-    pub name: String,
-    /// `balance`.
-    pub balance: Balance,
-    /// Its servers.
-    pub servers: Vec<Server>,
-    /// Timeouts (from `defaults`, then its own).
-    pub timeouts: Timeouts,
-    /// `option forwardfor`.
-    pub forwardfor: bool,
-}
-
 /// A stats frontend: `bind ADDR:PORT` (TCP) and `http-request use-service prometheus-exporter if { path /metrics }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsFrontend {
@@ -201,8 +177,10 @@ pub struct StatsFrontend {
     pub name: String,
     /// Where it listens (TCP).
     pub addr: SocketAddr,
-    /// The path that serves Prometheus text.
-    pub metrics_path: String,
+    /// The path that serves Prometheus text (`prometheus-exporter if { path ... }`).
+    pub metrics_path: Option<String>,
+    /// The path that serves the JSON view (`stats uri`).
+    pub stats_path: Option<String>,
 }
 
 /// A whole configuration.
@@ -342,6 +320,7 @@ struct FrontendDraft {
     front: Frontend,
     tcp_bind: Option<(SocketAddr, usize)>,
     metrics_path: Option<(String, usize)>,
+    stats_path: Option<(String, usize)>,
 }
 
 struct Parser {
@@ -350,6 +329,7 @@ struct Parser {
     section: Section,
     defaults_timeouts: Timeouts,
     defaults_forwardfor: bool,
+    defaults_backend: BackendSettings,
     global: Global,
     fronts: Vec<FrontendDraft>,
     backends: Vec<(Backend, usize)>,
@@ -398,6 +378,7 @@ impl Parser {
             section: Section::None,
             defaults_timeouts: Timeouts::default(),
             defaults_forwardfor: false,
+            defaults_backend: BackendSettings::default(),
             global: Global::default(),
             fronts: Vec::new(),
             backends: Vec::new(),
@@ -471,12 +452,13 @@ impl Parser {
                         },
                         tcp_bind: None,
                         metrics_path: None,
+                        stats_path: None,
                     });
                     self.section = Section::Frontend(self.fronts.len() - 1);
                 } else {
                     let backend = Backend {
                         name,
-                        balance: Balance::RoundRobin,
+                        settings: self.defaults_backend.clone(),
                         servers: Vec::new(),
                         timeouts: self.defaults_timeouts.clone(),
                         forwardfor: self.defaults_forwardfor,
@@ -551,11 +533,19 @@ impl Parser {
         let which = need(
             args,
             1,
-            "a timeout name (connect, server, client, http-request, http-keep-alive, client-fin, client-hs)",
+            "a timeout name (connect, server, client, http-request, http-keep-alive, client-fin, client-hs, queue, check)",
         )?;
         let d = duration_arg(args, 2, &format!("the value of 'timeout {which}'"))?;
         no_more(args, 3)?;
         let slot = match which {
+            "queue" => {
+                t.queue = Some(d);
+                return Ok(());
+            }
+            "check" => {
+                t.check = Some(d);
+                return Ok(());
+            }
             "connect" => &mut t.connect,
             "server" => &mut t.server,
             "client" => &mut t.client,
@@ -565,7 +555,7 @@ impl Parser {
             "client-hs" => &mut t.client_hs,
             other => {
                 return Err(format!(
-                    "unknown timeout '{other}'; expected connect, server, client, http-request, http-keep-alive, client-fin or client-hs"
+                    "unknown timeout '{other}'; expected connect, server, client, http-request, http-keep-alive, client-fin, client-hs, queue or check"
                 ))
             }
         };
@@ -581,11 +571,16 @@ impl Parser {
             }
             // HAProxy defaults that describe what qproxy always does.
             "http-keep-alive" | "httplog" | "dontlognull" | "http-server-close" => Ok(()),
-            other => Err(format!("unknown option '{other}'; expected forwardfor")),
+            other => Err(format!(
+                "unknown option '{other}'; expected forwardfor, redispatch or httpchk (the last two in backends and defaults)"
+            )),
         }
     }
 
     fn defaults_kw(&mut self, args: &[String]) -> Res<()> {
+        if let Some(done) = self.defaults_backend.keyword(args) {
+            return done;
+        }
         match args[0].as_str() {
             "timeout" => Self::timeout_kw(&mut self.defaults_timeouts, args),
             "option" => Self::option_kw(&mut self.defaults_forwardfor, args),
@@ -593,15 +588,9 @@ impl Parser {
                 "http" => no_more(args, 2),
                 other => Err(format!("mode '{other}' is not supported; expected mode http")),
             },
-            "balance" => match need(args, 1, "an algorithm")? {
-                "roundrobin" => no_more(args, 2),
-                other => Err(format!(
-                    "unknown balance algorithm '{other}'; expected roundrobin"
-                )),
-            },
-            "log" | "retries" | "maxconn" => Ok(()),
+            "log" | "maxconn" => Ok(()),
             kw => Err(format!(
-                "unknown keyword '{kw}' in a defaults section; expected timeout, option, mode or balance"
+                "unknown keyword '{kw}' in a defaults section; expected timeout, option, mode, balance, retries or default-server"
             )),
         }
     }
@@ -752,6 +741,18 @@ impl Parser {
                     _ => Err("expected the condition '{ path /metrics }' (one exact path)".into()),
                 }
             }
+            "stats" => match need(args, 1, "a stats keyword such as uri")? {
+                "uri" => {
+                    let path = need(args, 2, "a path after 'stats uri'")?;
+                    if !path.starts_with('/') {
+                        return Err(format!("expected the stats path to start with '/', found '{path}'"));
+                    }
+                    self.fronts[i].stats_path = Some((path.to_string(), line));
+                    no_more(args, 3)
+                }
+                "enable" | "refresh" | "show-legends" | "realm" | "auth" | "admin" | "hide-version" => Ok(()),
+                other => Err(format!("unknown stats keyword '{other}'; expected stats uri PATH")),
+            },
             "timeout" => Self::timeout_kw(&mut self.fronts[i].front.timeouts, args),
             "option" => Self::option_kw(&mut self.fronts[i].front.forwardfor, args),
             "mode" => match need(args, 1, "a mode")? {
@@ -768,66 +769,19 @@ impl Parser {
 
     fn backend_kw(&mut self, i: usize, args: &[String]) -> Res<()> {
         let backend = &mut self.backends[i].0;
+        if let Some(done) = backend.keyword(args) {
+            return done;
+        }
         match args[0].as_str() {
-            "server" => {
-                let name = need(args, 1, "a server name")?.to_string();
-                if backend.servers.iter().any(|s| s.name == name) {
-                    return Err(format!(
-                        "server '{name}' is already defined in backend '{}'",
-                        backend.name
-                    ));
-                }
-                let addr = addr_arg(need(args, 2, "the server address")?, "the server address")?;
-                let (mut weight, mut check) = (1, false);
-                let mut j = 3;
-                while j < args.len() {
-                    match args[j].as_str() {
-                        "weight" => {
-                            let raw = need(args, j + 1, "a weight")?;
-                            weight = raw
-                                .parse()
-                                .ok()
-                                .filter(|w| (1..=256).contains(w))
-                                .ok_or(format!("expected a weight from 1 to 256, found '{raw}'"))?;
-                            j += 1;
-                        }
-                        "check" => check = true,
-                        other => {
-                            return Err(format!(
-                                "unknown server option '{other}'; expected weight N or check"
-                            ))
-                        }
-                    }
-                    j += 1;
-                }
-                backend.servers.push(Server {
-                    name,
-                    addr,
-                    weight,
-                    check,
-                });
-                Ok(())
-            }
-            "balance" => {
-                match need(args, 1, "an algorithm")? {
-                    "roundrobin" => backend.balance = Balance::RoundRobin,
-                    other => {
-                        return Err(format!(
-                            "unknown balance algorithm '{other}'; expected roundrobin"
-                        ))
-                    }
-                }
-                no_more(args, 2)
-            }
             "timeout" => Self::timeout_kw(&mut backend.timeouts, args),
             "option" => Self::option_kw(&mut backend.forwardfor, args),
             "mode" => match need(args, 1, "a mode")? {
                 "http" => no_more(args, 2),
                 other => Err(format!("mode '{other}' is not supported; expected mode http")),
             },
-            "log" | "retries" => Ok(()),
+            "log" => Ok(()),
             kw => Err(format!(
-                "unknown keyword '{kw}' in backend '{}'; expected server, balance, timeout, option or mode",
+                "unknown keyword '{kw}' in backend '{}'; expected server, default-server, balance, retries, timeout, option, http-check or mode",
                 backend.name
             )),
         }
@@ -837,23 +791,30 @@ impl Parser {
         let mut frontends = Vec::new();
         let mut stats = Vec::new();
         for draft in &self.fronts {
-            match (draft.tcp_bind, &draft.metrics_path) {
-                (Some((addr, _)), Some((path, _))) => {
+            let served = draft.metrics_path.is_some() || draft.stats_path.is_some();
+            match (draft.tcp_bind, served) {
+                (Some((addr, _)), true) => {
                     if !draft.front.binds.is_empty() {
                         return Err(self.err_at(draft.line, format!("frontend '{}' mixes QUIC and TCP binds", draft.front.name)));
                     }
-                    stats.push(StatsFrontend { name: draft.front.name.clone(), addr, metrics_path: path.clone() });
+                    stats.push(StatsFrontend {
+                        name: draft.front.name.clone(),
+                        addr,
+                        metrics_path: draft.metrics_path.as_ref().map(|(p, _)| p.clone()),
+                        stats_path: draft.stats_path.as_ref().map(|(p, _)| p.clone()),
+                    });
                 }
-                (Some((_, line)), None) => {
+                (Some((_, line)), false) => {
                     return Err(self.err_at(
                         line,
-                        "a TCP bind serves only stats: expected 'http-request use-service prometheus-exporter if { path /metrics }' in this frontend, or a quic4@/quic6@ bind",
+                        "a TCP bind serves only stats: expected 'stats uri /stats' or 'http-request use-service prometheus-exporter if { path /metrics }' in this frontend, or a quic4@/quic6@ bind",
                     ))
                 }
-                (None, Some((_, line))) => {
-                    return Err(self.err_at(*line, "prometheus-exporter needs a TCP bind such as 'bind 127.0.0.1:8404'"))
+                (None, true) => {
+                    let line = draft.metrics_path.iter().chain(&draft.stats_path).map(|(_, l)| *l).min().unwrap_or(draft.line);
+                    return Err(self.err_at(line, "stats and prometheus-exporter need a TCP bind such as 'bind 127.0.0.1:8404'"))
                 }
-                (None, None) => {
+                (None, false) => {
                     if draft.front.binds.is_empty() {
                         return Err(self.err_at(draft.line, format!("frontend '{}' has no bind", draft.front.name)));
                     }
@@ -923,10 +884,10 @@ mod tests {
         assert!(matches!(&f.rules[1].acl, Acl::Hdr { name, ignore_case: true, .. } if name == "host"));
         assert!(f.forwardfor);
         assert_eq!(f.timeouts.connect, Duration::from_secs(2));
-        assert_eq!(c.backends[0].servers[0].weight, 2);
+        assert_eq!(c.backends[0].servers[0].options.weight, 2);
         assert_eq!(c.backends[1].timeouts.server, Duration::from_secs(5));
         assert_eq!(c.backends[1].timeouts.connect, Duration::from_secs(2));
-        assert_eq!(c.stats[0].metrics_path, "/metrics");
+        assert_eq!(c.stats[0].metrics_path.as_deref(), Some("/metrics"));
     }
 
     fn error_line(text: &str) -> (usize, String) {
@@ -976,6 +937,72 @@ mod tests {
             let (at, msg) = error_line(&with(n, line));
             assert_eq!(at, n, "{line:?}: {msg}");
             assert!(msg.contains(expect), "{line:?}: '{msg}' lacks '{expect}'");
+        }
+    }
+
+    #[test]
+    fn balancing_checks_queues_and_retries_parse() {
+        let text = format!(
+            "defaults\n  retries 2\n  option redispatch\n  timeout queue 3s\n  default-server inter 1s fall 4\n\
+             frontend web\n  bind quic4@127.0.0.1:4433 ssl crt {}\n  default_backend app\n\
+             backend app\n  balance hdr(X-User)\n  option httpchk GET /health\n  http-check expect status 204\n  timeout check 500ms\n\
+             \x20 server a 127.0.0.1:8080 check rise 3 maxconn 10 maxqueue 5 observe layer7 error-limit 4\n\
+             \x20 default-server inter 250ms\n  server b 127.0.0.1:8081 weight 3\n\
+             backend other\n  balance random(3)\n  retries 0\n  server c 127.0.0.1:9000\n\
+             frontend stats\n  bind 127.0.0.1:8404\n  stats uri /stats\n",
+            cert()
+        );
+        let c = parse(&text).unwrap();
+        let app = &c.backends[0];
+        assert_eq!(app.settings.balance, Balance::Hdr("x-user".into()));
+        assert_eq!((app.settings.retries, app.settings.redispatch), (2, true));
+        let chk = app.settings.httpchk.as_ref().unwrap();
+        assert_eq!(
+            (chk.method.as_str(), chk.uri.as_str(), chk.expect_status),
+            ("GET", "/health", Some(204))
+        );
+        assert_eq!(app.queue_timeout(), Duration::from_secs(3));
+        let (a, b) = (&app.servers[0].options, &app.servers[1].options);
+        assert!(a.check && !b.check);
+        assert_eq!((a.inter, a.rise, a.fall), (Duration::from_secs(1), 3, 4));
+        assert_eq!(
+            (a.maxconn, a.maxqueue, a.observe, a.error_limit),
+            (10, 5, Some(Observe::Layer7), 4)
+        );
+        assert_eq!((b.inter, b.weight, b.fall), (Duration::from_millis(250), 3, 4));
+        assert_eq!(app.check_timeout(&app.servers[0]), Duration::from_millis(500));
+        assert_eq!(app.queue_limit(), 5);
+        let other = &c.backends[1];
+        assert_eq!(other.settings.balance, Balance::Random { draws: 3 });
+        assert_eq!((other.settings.retries, other.settings.redispatch), (0, true));
+        assert_eq!(c.stats[0].stats_path.as_deref(), Some("/stats"));
+        assert_eq!(c.stats[0].metrics_path, None);
+
+        for (line, expect) in [
+            ("  balance fastest", "unknown balance algorithm 'fastest'"),
+            ("  balance random(0)", "random(N) with N from 1 to 16"),
+            ("  server x 127.0.0.1:1 observe layer4", "add 'check'"),
+            (
+                "  server x 127.0.0.1:1 check inter soon",
+                "check interval as a duration",
+            ),
+            ("  server x 127.0.0.1:1 fall 0", "fall count from 1 to 1000"),
+            (
+                "  server x 127.0.0.1:1 observe layer9 check",
+                "observe layer4 or layer7",
+            ),
+            ("  http-check expect status 999", "status code from 100 to 599"),
+            ("  http-check send meth GET", "http-check expect status CODE"),
+            ("  option httpchk GET health", "start with '/'"),
+            ("  retries many", "retry count from 0 to 100"),
+        ] {
+            let bad = format!(
+                "frontend web\n  bind quic4@127.0.0.1:4433 ssl crt {}\n  default_backend app\nbackend app\n  server a 127.0.0.1:1\n{line}\n",
+                cert()
+            );
+            let (at, msg) = error_line(&bad);
+            assert_eq!(at, 6, "{line}: {msg}");
+            assert!(msg.contains(expect), "{line}: '{msg}' lacks '{expect}'");
         }
     }
 

@@ -1,0 +1,164 @@
+//! `qproxy top --stats URL`: a refreshing terminal table of backends and servers (state, requests in
+//! flight, request rate, errors, checks) and the live objects of every layer, read from `stats uri`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossterm::{cursor, execute, terminal};
+use serde_json::Value;
+
+/// Fetches the JSON view at `url` (`http://HOST:PORT/PATH`).
+pub fn fetch(url: &str) -> Result<Value> {
+    let rest = url.strip_prefix("http://").with_context(|| {
+        format!("expected an http:// URL such as http://127.0.0.1:8404/stats, found '{url}'")
+    })?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{url}: {}", head.lines().next().unwrap_or(""));
+    }
+    serde_json::from_str(body)
+        .with_context(|| format!("{url} did not answer JSON (is it the 'stats uri' path?)"))
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Renders one screen; `previous` holds the request totals of the last screen, for rates.
+pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let live = &view["live"];
+    let _ = writeln!(
+        out,
+        "qproxy  connections {}  closing {}  streams {}  descriptors {}+{}  tx budget {} B  exchanges {}  backend sockets {}  stale wake-ups {}  out-of-order {}\n",
+        n(live, "connections"),
+        n(live, "closing"),
+        n(live, "streams"),
+        n(live, "descriptors_attached"),
+        n(live, "descriptors_released"),
+        n(live, "tx_budget_bytes"),
+        n(live, "exchanges"),
+        n(live, "backend_sockets"),
+        n(view, "stale_wakeups"),
+        n(view, "out_of_order_releases"),
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>6} {:>6} {:>8} {:>10} {:>8} {:>8}  LAST CHECK",
+        "BACKEND/SERVER", "STATE", "WEIGHT", "ACTIVE", "QUEUED", "REQ/S", "5XX", "AVG MS"
+    );
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let mut rate = |key: String, total: u64| {
+        let before = previous.insert(key, total);
+        before.map_or(0.0, |b| total.saturating_sub(b) as f64 / secs)
+    };
+    for b in view["backends"].as_array().into_iter().flatten() {
+        let name = s(b, "name");
+        let _ = writeln!(
+            out,
+            "{:<24} {:<5} {:>6} {:>6} {:>8} {:>10.1} {:>8} {:>8.1}",
+            name,
+            format!("{}up", n(b, "servers_up")),
+            "",
+            n(b, "active"),
+            n(b, "queued"),
+            rate(name.to_string(), n(b, "requests_total")),
+            n(&b["requests"], "5xx"),
+            b["response_time_avg_ms"].as_f64().unwrap_or(0.0),
+        );
+        for srv in b["servers"].as_array().into_iter().flatten() {
+            let key = format!("{name}/{}", s(srv, "name"));
+            let _ = writeln!(
+                out,
+                "  {:<22} {:<5} {:>6} {:>6} {:>8} {:>10.1} {:>8} {:>8.1}  {}",
+                s(srv, "name"),
+                s(srv, "state"),
+                n(srv, "weight"),
+                n(srv, "active"),
+                "",
+                rate(key, n(srv, "requests_total")),
+                n(&srv["requests"], "5xx"),
+                srv["response_time_avg_ms"].as_f64().unwrap_or(0.0),
+                s(srv, "last_check"),
+            );
+        }
+    }
+    out
+}
+
+/// Runs `top`: one screen with `once`, else a screen every `interval` until interrupted.
+pub fn run(url: &str, interval: Duration, once: bool) -> Result<()> {
+    let mut previous = HashMap::new();
+    let mut last = Instant::now();
+    let mut stdout = std::io::stdout();
+    loop {
+        let view = fetch(url)?;
+        let text = screen(&view, &mut previous, last.elapsed());
+        last = Instant::now();
+        if once {
+            print!("{text}");
+            return Ok(());
+        }
+        execute!(
+            stdout,
+            terminal::Clear(terminal::ClearType::All),
+            cursor::MoveTo(0, 0)
+        )?;
+        print!("{}", text.replace('\n', "\r\n"));
+        stdout.flush()?;
+        std::thread::sleep(interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screen_shows_servers_states_and_rates() {
+        let view = serde_json::json!({
+            "live": {"connections": 2, "streams": 5},
+            "stale_wakeups": 0,
+            "out_of_order_releases": 0,
+            "backends": [{
+                "name": "app", "servers_up": 1, "active": 3, "queued": 4, "requests_total": 100,
+                "requests": {"5xx": 2}, "response_time_avg_ms": 1.5,
+                "servers": [
+                    {"name": "a", "state": "UP", "weight": 2, "active": 3, "requests_total": 60, "requests": {"5xx": 0}, "last_check": "passed: Layer4 check passed in 0 ms"},
+                    {"name": "b", "state": "DOWN", "weight": 1, "active": 0, "requests_total": 40, "requests": {"5xx": 2}, "last_check": "failed: Layer4 connection problem"}
+                ]
+            }]
+        });
+        let mut previous = HashMap::new();
+        let first = screen(&view, &mut previous, Duration::from_secs(1));
+        assert!(first.contains("connections 2"));
+        assert!(first
+            .lines()
+            .any(|l| l.contains(" b ") && l.contains("DOWN") && l.contains("connection problem")));
+        let mut later = view.clone();
+        later["backends"][0]["servers"][0]["requests_total"] = 80.into();
+        let second = screen(&later, &mut previous, Duration::from_secs(2));
+        let a = second.lines().find(|l| l.trim_start().starts_with("a ")).unwrap();
+        assert!(a.contains("10.0"), "{a}");
+    }
+}
