@@ -92,25 +92,33 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
         &format!("quic4@127.0.0.1:{port}"),
         &format!("quic6@[::1]:{port6}"),
     );
+    // Everything but the stats frontend (its port is the first instance's).
     let second: String = config
+        .split("\nfrontend stats")
+        .next()
+        .unwrap_or_default()
         .lines()
-        .filter(|l| {
-            !l.contains("frontend stats") && !l.contains("prometheus") && !l.contains("bind 127.0.0.1:")
-        })
         .map(|l| if l == bind { bind6.clone() } else { l.to_string() })
         .collect::<Vec<_>>()
         .join("\n");
     let cfg6 = dir.join("qproxy6.cfg");
     std::fs::write(&cfg6, second + "\n")?;
-    let v6 = Running(
+    let log6 = dir.join("qproxy6.log");
+    let mut v6 = Running(
         Command::new(&bin)
             .arg("-q")
             .arg("-f")
             .arg(&cfg6)
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log6)?)
             .spawn()?,
     );
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(status) = v6.0.try_wait()? {
+        bail!(
+            "the IPv6 instance exited ({status}): {}",
+            std::fs::read_to_string(&log6).unwrap_or_default()
+        );
+    }
     let python = python(root)?;
     Ok((
         Setup {
