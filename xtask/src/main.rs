@@ -18,7 +18,7 @@ commands:
   soak [--minutes M]
           chaos at a steady rate for M minutes (default 10); CSV and SVG in target/soak; fails on growth
   integration [--fast]
-          interop cases against qproxy with gtlsclient and aioquic; a pass/fail matrix
+          interop cases against qproxy with gtlsclient, aioquic and quinn (h3get); a pass/fail matrix
   chaos [--requests N] [--seed S]
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, the test suite";
@@ -219,7 +219,14 @@ fn e2e_release(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
 
 fn run_integration(fast: bool) -> Result<()> {
     deps()?;
-    cargo(&["build", "--quiet", "--package", "qproxy"])?;
+    cargo(&[
+        "build",
+        "--quiet",
+        "--package",
+        "qproxy",
+        "--package",
+        "h3-client",
+    ])?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;
