@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod metrics;
+pub mod retry;
 pub mod route;
 pub mod servers;
 pub mod stats;

@@ -49,6 +49,8 @@ pub const CONNECT_ERRORS: &str = "qproxy_backend_connect_errors_total";
 pub const HANDSHAKES: &str = "qproxy_quic_handshakes_total";
 /// Ended QUIC connections by cause.
 pub const CLOSES: &str = "qproxy_quic_closed_connections_total";
+/// Retry tokens by outcome (`result="sent"|"validated"|"rejected"`), for `quic-force-retry` binds.
+pub const RETRIES: &str = "qproxy_quic_retries_total";
 /// QUIC packets declared lost.
 pub const PACKETS_LOST: &str = "qproxy_quic_packets_lost_total";
 /// QUIC packets retransmitted.
@@ -99,6 +101,8 @@ pub struct ProxyCounters {
     pub connect_errors: AtomicU64,
     /// Connection IDs in the router.
     pub cid_routes: AtomicU64,
+    /// Retry packets sent, tokens validated, tokens rejected.
+    pub retries: [AtomicU64; 3],
 }
 
 impl ProxyCounters {
@@ -356,6 +360,17 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
         "gauge",
         "Connection IDs in the router.",
         p.cid_routes.load(Relaxed),
+    );
+    let retries: Vec<(String, u64)> = ["sent", "validated", "rejected"]
+        .iter()
+        .zip(&p.retries)
+        .map(|(r, n)| (format!("result=\"{r}\""), n.load(Relaxed)))
+        .collect();
+    e.labelled(
+        RETRIES,
+        "counter",
+        "Retry packets sent and their tokens' fate.",
+        &retries,
     );
 
     let frontends: Vec<(String, TrafficSnapshot)> = runtime

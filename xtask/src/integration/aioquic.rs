@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use udp_faults::Faults;
 
-use super::{black_hole, run, url, with_faults, Outcome, Setup};
+use super::{black_hole, retry_case, run, url, with_faults, Outcome, Setup};
 
 fn aioquic(setup: &Setup, host: &str, port: u16, extra: &[&str], urls: &[String]) -> Result<String> {
     let script = setup.root.join("crates/proxy/tests/e2e/h3client.py");
@@ -86,7 +86,9 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
         "rebind-port" => {
             Outcome::Unsupported("the aioquic client here cannot change its port mid-connection")
         }
-        "retry" => Outcome::Unsupported("qproxy sends no Retry yet (quic-force-retry is not implemented)"),
+        "retry" => retry_case(s, |rp| {
+            Ok(aioquic_200s(&aioquic(s, h, rp, &[], &[url(rp, "/")])?, 1))
+        })?,
         "amplificationlimit" => {
             Outcome::Unsupported("needs the runner's packet capture; quiche enforces the 3x limit")
         }

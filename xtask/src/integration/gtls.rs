@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use udp_faults::Faults;
 
-use super::{black_hole, run, url, with_faults, Outcome, Setup};
+use super::{black_hole, retry_case, run, url, with_faults, Outcome, Setup};
 
 fn gtls(host: &str, port: u16, extra: &[&str], urls: &[String]) -> Result<String> {
     let out = run(Command::new("timeout")
@@ -145,7 +145,9 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
             )?,
             1,
         ),
-        "retry" => Outcome::Unsupported("qproxy sends no Retry yet (quic-force-retry is not implemented)"),
+        "retry" => retry_case(s, |rp| {
+            Ok(expect_200s(&gtls("127.0.0.1", rp, &[], &[url(rp, "/")])?, 1))
+        })?,
         "amplificationlimit" => {
             Outcome::Unsupported("needs the runner's packet capture; quiche enforces the 3x limit")
         }

@@ -26,6 +26,9 @@ struct Setup {
     dir: PathBuf,
     port: u16,
     port6: u16,
+    /// A qproxy with `quic-force-retry`, and its stats port.
+    retry_port: u16,
+    retry_stats: u16,
     python: PathBuf,
 }
 
@@ -84,45 +87,29 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
             .stderr(Stdio::null()),
     )?;
     let demo = Running(demo);
-    // A second instance on IPv4 and IPv6, to the same demo origin, for the ipv6 case.
     let config = std::fs::read_to_string(dir.join("qproxy.cfg"))?;
-    let port6 = free_udp(true)?;
     let bind = config
         .lines()
         .find(|l| l.trim_start().starts_with("bind quic4@"))
         .context("demo bind")?
         .to_string();
-    let bind6 = bind.replace(
+    // More instances to the same demo origin: on IPv6 for the ipv6 case, with Retry for the retry case.
+    let port6 = free_udp(true)?;
+    let v6_bind = bind.replace(
         &format!("quic4@127.0.0.1:{port}"),
         &format!("quic6@[::1]:{port6}"),
     );
-    // Everything but the stats frontend (its port is the first instance's).
-    let second: String = config
-        .split("\nfrontend stats")
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .map(|l| if l == bind { bind6.clone() } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let cfg6 = dir.join("qproxy6.cfg");
-    std::fs::write(&cfg6, second + "\n")?;
-    let log6 = dir.join("qproxy6.log");
-    let mut v6 = Running(
-        Command::new(&bin)
-            .arg("-q")
-            .arg("-f")
-            .arg(&cfg6)
-            .stderr(std::fs::File::create(&log6)?)
-            .spawn()?,
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    if let Some(status) = v6.0.try_wait()? {
-        bail!(
-            "the IPv6 instance exited ({status}): {}",
-            std::fs::read_to_string(&log6).unwrap_or_default()
-        );
-    }
+    let v6 = variant(&bin, &dir, "v6", &config, (&bind, &v6_bind), None)?;
+    let (retry_port, retry_stats) = (free_udp(false)?, free_tcp()?);
+    let retry_bind = bind.replace(&format!(":{port} "), &format!(":{retry_port} ")) + " quic-force-retry";
+    let retry = variant(
+        &bin,
+        &dir,
+        "retry",
+        &config,
+        (&bind, &retry_bind),
+        Some(retry_stats),
+    )?;
     let python = python(root)?;
     Ok((
         Setup {
@@ -130,10 +117,90 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
             dir,
             port,
             port6,
+            retry_port,
+            retry_stats,
             python,
         },
-        vec![demo, v6],
+        vec![demo, v6, retry],
     ))
+}
+
+fn free_tcp() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Another qproxy on the demo's configuration with `bind` replaced by `new_bind`, its own stats frontend
+/// on `stats` (or none), and a check that it started.
+fn variant(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    (bind, new_bind): (&str, &str),
+    stats: Option<u16>,
+) -> Result<Running> {
+    let mut text: String = config
+        .split("\nfrontend stats")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            if l == bind {
+                new_bind.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Some(port) = stats {
+        text += &format!(
+            "\n\nfrontend stats\n    bind 127.0.0.1:{port}\n    http-request use-service prometheus-exporter if {{ path /metrics }}"
+        );
+    }
+    let cfg = dir.join(format!("qproxy-{name}.cfg"));
+    std::fs::write(&cfg, text + "\n")?;
+    let log = dir.join(format!("qproxy-{name}.log"));
+    let mut child = Running(
+        Command::new(bin)
+            .arg("-q")
+            .arg("-f")
+            .arg(&cfg)
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some(status) = child.0.try_wait()? {
+        bail!(
+            "the {name} instance exited ({status}): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    Ok(child)
+}
+
+/// The retry case for any client: `request` on the Retry instance's port gets its 200s, and the instance
+/// counts a validated Retry token for it.
+fn retry_case(s: &Setup, request: impl FnOnce(u16) -> Result<Outcome>) -> Result<Outcome> {
+    let validated = || -> Result<u64> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.retry_stats))?;
+        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut text)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("qproxy_quic_retries_total{result=\"validated\"} "))
+            .context("no qproxy_quic_retries_total in the metrics")?
+            .parse()
+            .context("retry counter")
+    };
+    let before = validated()?;
+    let outcome = request(s.retry_port)?;
+    let after = validated()?;
+    Ok(match outcome {
+        Outcome::Pass if after > before => Outcome::Pass,
+        Outcome::Pass => Outcome::Fail("the request passed without a validated Retry token".into()),
+        other => other,
+    })
 }
 
 fn run(cmd: &mut Command) -> Result<Output> {

@@ -120,6 +120,8 @@ pub struct QuicBind {
     pub cert: PathBuf,
     /// PEM with the private key.
     pub key: PathBuf,
+    /// `quic-force-retry`: every new connection first proves its address with a Retry round trip.
+    pub force_retry: bool,
 }
 
 /// A condition of `use_backend NAME if|unless { ... }`.
@@ -661,7 +663,7 @@ impl Parser {
                     if target.starts_with("quic4@") != addr.is_ipv4() {
                         return Err(format!("'{target}': quic4@ takes an IPv4 address, quic6@ an IPv6 one"));
                     }
-                    let (mut cert, mut key, mut ssl) = (None, None, false);
+                    let (mut cert, mut key, mut ssl, mut force_retry) = (None, None, false, false);
                     let mut j = 2;
                     while j < args.len() {
                         match args[j].as_str() {
@@ -682,7 +684,8 @@ impl Parser {
                                 j += 1;
                             }
                             "allow-0rtt" => {}
-                            other => return Err(format!("unknown bind option '{other}'; expected ssl, crt FILE, key FILE, alpn h3 or allow-0rtt")),
+                            "quic-force-retry" => force_retry = true,
+                            other => return Err(format!("unknown bind option '{other}'; expected ssl, crt FILE, key FILE, alpn h3, allow-0rtt or quic-force-retry")),
                         }
                         j += 1;
                     }
@@ -694,7 +697,7 @@ impl Parser {
                         std::fs::metadata(path).map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
                     }
                     let key = key.unwrap_or_else(|| cert.clone());
-                    self.fronts[i].front.binds.push(QuicBind { addr, cert, key });
+                    self.fronts[i].front.binds.push(QuicBind { addr, cert, key, force_retry });
                 } else {
                     let addr = addr_arg(target, "the bind address (TCP for a stats frontend, quic4@/quic6@ for HTTP/3)")?;
                     no_more(args, 2)?;

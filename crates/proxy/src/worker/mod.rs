@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use mio::net::UdpSocket;
@@ -29,6 +29,7 @@ use crate::balance::Balancer;
 use crate::config::{Config, QuicBind};
 use crate::health::HealthChecks;
 use crate::metrics::ProxyCounters;
+use crate::retry::RetryTokens;
 use crate::servers::{Runtime, SharedRuntime};
 use dispatch::{Queues, Running};
 
@@ -46,6 +47,8 @@ struct Listener {
     local: SocketAddr,
     frontend: usize,
     tls: ServerConfig,
+    /// `quic-force-retry`.
+    force_retry: bool,
 }
 
 enum SlotConn {
@@ -97,6 +100,7 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     shared: SharedRuntime,
     health: HealthChecks,
+    retry_tokens: RetryTokens,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
     serial: u64,
@@ -177,6 +181,7 @@ impl Worker {
                     local,
                     frontend: f,
                     tls,
+                    force_retry: bind.force_retry,
                 });
             }
         }
@@ -205,6 +210,8 @@ impl Worker {
             runtime,
             shared,
             health,
+            retry_tokens: RetryTokens::new()
+                .map_err(|_| anyhow::anyhow!("no random key for Retry tokens"))?,
             counters,
             proxy,
             serial: 0,
@@ -350,12 +357,43 @@ impl Worker {
         if len < 1200 {
             return None;
         }
-        let scid: Vec<u8> = (0..CID_LEN).map(|_| self.rng.u8(..)).collect();
+        let random_cid: Vec<u8> = (0..CID_LEN).map(|_| self.rng.u8(..)).collect();
+        let (scid, odcid) = if self.listeners[listener].force_retry {
+            let token = hdr.token.as_deref().unwrap_or_default();
+            if hdr.ty != quiche::Type::Initial {
+                return None;
+            }
+            if token.is_empty() {
+                // Stateless: the client comes back to `random_cid` with the token, or not at all.
+                let token = self.retry_tokens.mint(peer, &hdr.dcid, SystemTime::now());
+                let new_scid = quiche::ConnectionId::from_ref(&random_cid);
+                let n = quiche::retry(
+                    &hdr.scid,
+                    &hdr.dcid,
+                    &new_scid,
+                    &token,
+                    hdr.version,
+                    &mut self.out,
+                )
+                .ok()?;
+                let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+                self.proxy.retries[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+            let Some(odcid) = self.retry_tokens.validate(peer, token, SystemTime::now()) else {
+                self.proxy.retries[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            };
+            self.proxy.retries[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
+        } else {
+            (random_cid, None)
+        };
         let scid = quiche::ConnectionId::from_vec(scid);
         let conn = match Connection::accept(
             &mut self.listeners[listener].tls,
             &scid,
-            None,
+            odcid.as_ref(),
             local,
             peer,
             self.counters.clone(),
