@@ -6,6 +6,8 @@
 //! behaviours: ChaCha20 only, a forced key update, session resumption with 0-RTT, and a port change
 //! (NAT rebinding) in the middle of the transfers.
 
+pub mod chaos;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,7 +90,7 @@ pub struct ConnectionReport {
     pub answers: Vec<Answer>,
 }
 
-fn tls_config(options: &Options) -> Result<quinn::ClientConfig> {
+pub(crate) fn tls_config(options: &Options) -> Result<quinn::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(&options.ca).with_context(|| format!("reading {}", options.ca.display()))?;
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {

@@ -1,5 +1,5 @@
-//! The chaos suite: many aioquic connections with random fates, through a lossy UDP fault proxy, against
-//! backends that misbehave at random. Judged on the proxy's health: it never dies, every completed
+//! The chaos suite: many aioquic and quinn connections with random fates, through a lossy UDP fault proxy,
+//! against backends that misbehave at random. Judged on the proxy's health: it never dies, every completed
 //! response is byte-exact (the client checks), every live gauge returns to zero, no stale wake-up or
 //! out-of-order release, and RSS comes back near where it started.
 //!
@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use h3_client::chaos::{chaos, ChaosSummary};
+use h3_client::Options;
 use udp_faults::{FaultProxy, Faults};
 
 use crate::harness::{aioquic_python, Proxy};
@@ -133,6 +135,36 @@ fn run_client(port: u16, requests: u64, seed: u64) -> String {
     stdout
 }
 
+/// The quinn chaos client's options: through the fault proxy at `relay`, trusting the proxy's CA.
+fn quinn_options(proxy: &Proxy, relay: SocketAddr) -> Options {
+    Options {
+        server: relay,
+        name: "localhost".into(),
+        ca: proxy.dir.join("ca.pem"),
+        connections: 1,
+        chacha20: false,
+        key_update: false,
+        resume: false,
+        rebind_after: None,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn add(total: &mut ChaosSummary, round: &ChaosSummary) {
+    total.requests += round.requests;
+    total.connections += round.connections;
+    total.verified += round.verified;
+    total.corrupt += round.corrupt;
+    total.late_refused += round.late_refused;
+    total.client_errors += round.client_errors;
+    for (k, v) in &round.statuses {
+        *total.statuses.entry(*k).or_default() += v;
+    }
+    for (k, v) in &round.fates {
+        *total.fates.entry(k).or_default() += v;
+    }
+}
+
 fn stat(summary: &str, key: &str) -> u64 {
     let at = summary.find(&format!("\"{key}\": ")).map(|i| i + key.len() + 4);
     at.and_then(|i| summary[i..].split([',', '}']).next()?.trim().parse().ok())
@@ -174,14 +206,25 @@ fn chaos_round() {
     let mut totals = std::collections::HashMap::<String, u64>::new();
     let started = Instant::now();
     // Round 0 warms the heap up and is not sampled.
+    let mut quinn_totals = ChaosSummary::default();
     for round in 0..=rounds {
-        let summary = run_client(fault.addr().port(), requests.div_ceil(rounds), seed * 100 + round);
+        // Two thirds of the round's requests from aioquic, one third from quinn, at the same time.
+        let per_round = requests.div_ceil(rounds);
+        let quinn_options = quinn_options(&proxy, fault.addr());
+        let quinn = std::thread::spawn(move || chaos(&quinn_options, per_round / 3, 4, seed * 100 + round));
+        let summary = run_client(fault.addr().port(), per_round - per_round / 3, seed * 100 + round);
+        let quinn = quinn.join().expect("the quinn chaos client");
         assert!(proxy.is_running(), "qproxy died: {}", proxy.log());
         assert_eq!(
             stat(&summary, "corrupt"),
             0,
             "a completed response was not byte-exact: {summary}"
         );
+        assert_eq!(
+            quinn.corrupt, 0,
+            "a completed response was not byte-exact (quinn): {quinn:?}"
+        );
+        add(&mut quinn_totals, &quinn);
         for key in [
             "requests",
             "connections",
@@ -200,6 +243,10 @@ fn chaos_round() {
     }
     let elapsed = started.elapsed();
     assert!(totals["verified"] > 0, "nothing completed: {totals:?}");
+    assert!(
+        quinn_totals.verified > 0,
+        "nothing completed over quinn: {quinn_totals:?}"
+    );
     let m = proxy.metrics();
     assert_eq!(m["qproxy_stale_wakeups_total"], 0);
     assert_eq!(m["qproxy_out_of_order_releases_total"], 0);
@@ -207,7 +254,7 @@ fn chaos_round() {
     totals.sort();
     println!(
         "chaos: seed {seed}, {requests} requests in {:.1} s; client {totals:?}; fault proxy relayed {} dropped {}; \
-         idle RSS per round {rss:?} KiB; connections {}",
+         quinn {quinn_totals:?}; idle RSS per round {rss:?} KiB; connections {}",
         elapsed.as_secs_f64(),
         fault.stats().relayed.load(Relaxed),
         fault.stats().dropped.load(Relaxed),
