@@ -298,3 +298,39 @@ fn top_shows_servers_and_states() {
     );
     assert!(text.contains("out-of-order 0"), "{text}");
 }
+
+#[test]
+fn observe_layer4_takes_a_refusing_server_down_from_traffic_alone() {
+    let up = counting("up", Duration::ZERO);
+    let refusing = free_tcp_port();
+    // Checks every 30 s: within this test only traffic can take the server down.
+    let proxy = Proxy::start(
+        &format!(
+            "    retries 3\n    option redispatch\n    server down 127.0.0.1:{refusing} check inter 30s observe layer4 error-limit 3\n    server up {}\n",
+            up.addr
+        ),
+        "",
+    );
+    all_ok(&gets(&proxy, 30, &["/".to_string()]), 30);
+    wait_state(&proxy, "down", "DOWN", Duration::from_secs(5));
+    assert!(
+        proxy.log().contains("consecutive errors seen in traffic"),
+        "{}",
+        proxy.log()
+    );
+    let m = proxy.metrics();
+    assert_eq!(m["qproxy_server_up{proxy=\"app\",server=\"down\"}"], 0);
+    assert_eq!(
+        m["qproxy_server_down_transitions_total{proxy=\"app\",server=\"down\"}"],
+        1
+    );
+    // DOWN: no more attempts on it, so its connect errors stop at what took it down.
+    let errors = m["qproxy_server_connect_errors_total{proxy=\"app\",server=\"down\"}"];
+    all_ok(&gets(&proxy, 30, &["/".to_string()]), 30);
+    assert_eq!(
+        proxy.metrics()["qproxy_server_connect_errors_total{proxy=\"app\",server=\"down\"}"],
+        errors
+    );
+    assert_eq!(up.served(), 60);
+    proxy.assert_gauges_return_to_zero();
+}
