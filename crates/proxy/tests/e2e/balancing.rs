@@ -334,3 +334,87 @@ fn observe_layer4_takes_a_refusing_server_down_from_traffic_alone() {
     assert_eq!(up.served(), 60);
     proxy.assert_gauges_return_to_zero();
 }
+
+/// An origin that reads each request head, then resets the connection without a response byte; it
+/// counts the requests it saw by method.
+fn resetting_origin() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let counts = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut s, &mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let method = String::from_utf8_lossy(&head)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            *counts.lock().unwrap().entry(method).or_default() += 1;
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn a_reset_before_the_response_is_retried_for_a_get_but_not_once_a_body_flowed_nor_for_a_post() {
+    let (resetting, seen) = resetting_origin();
+    let good = counting("good", Duration::ZERO);
+    let proxy = Proxy::start(
+        &format!(
+            "    retries 3\n    option redispatch\n    server flaky {resetting}\n    server good {}\n",
+            good.addr
+        ),
+        "",
+    );
+    all_ok(&gets(&proxy, 20, &["/".to_string()]), 20);
+    let gets_reset = seen.lock().unwrap().get("GET").copied().unwrap_or(0);
+    assert!(gets_reset >= 1, "the flaky server saw no GET");
+
+    // GETs with a body (gtlsclient -d): idempotent, but the body has started to flow: never retried.
+    let body = crate::harness::file(&proxy.dir, "body", &[b'x'; 1000]);
+    let with_body = gtlsclient(
+        proxy.port,
+        &["-n", "10", "-d", body.to_str().unwrap()],
+        &[proxy.url("/")],
+    );
+    let reset_with_body = seen.lock().unwrap()["GET"] - gets_reset;
+    let bad_gateway = with_body.statuses.iter().filter(|s| **s == 502).count();
+    assert!(reset_with_body >= 1, "the flaky server saw no GET with a body");
+    assert_eq!(bad_gateway, reset_with_body, "{:?}", with_body.statuses);
+    assert_eq!(
+        with_body.statuses.iter().filter(|s| **s == 200).count() + bad_gateway,
+        10
+    );
+
+    // POSTs (aioquic): not idempotent, never retried even without a body.
+    let urls: Vec<String> = (0..10).map(|_| proxy.url("/")).collect();
+    let ca = proxy.dir.join("ca.pem");
+    let posts = crate::harness::aioquic(
+        proxy.port,
+        &["--ca", ca.to_str().unwrap(), "--method", "POST"],
+        &urls,
+    );
+    let reset_posts = seen.lock().unwrap().get("POST").copied().unwrap_or(0);
+    let bad_gateway = posts.iter().filter(|r| r.status == Some(502)).count();
+    assert!(reset_posts >= 1, "the flaky server saw no POST");
+    assert_eq!(bad_gateway, reset_posts);
+    assert_eq!(
+        posts.iter().filter(|r| r.status == Some(200)).count() + bad_gateway,
+        10
+    );
+    let m = proxy.metrics();
+    assert_eq!(
+        m["qproxy_backend_retries_total{proxy=\"app\"}"],
+        gets_reset as u64
+    );
+    proxy.assert_gauges_return_to_zero();
+}
