@@ -39,8 +39,12 @@ pub enum Direction {
 pub struct Stats {
     /// Datagrams relayed (including duplicated, delayed and corrupted ones).
     pub relayed: AtomicU64,
-    /// Datagrams dropped (by loss or black hole).
+    /// Datagrams dropped (by loss, black hole or an exhausted allowance).
     pub dropped: AtomicU64,
+    /// Bytes delivered upstream (client to server).
+    pub bytes_up: AtomicU64,
+    /// Bytes delivered downstream (server to client).
+    pub bytes_down: AtomicU64,
 }
 
 struct Shared {
@@ -48,6 +52,8 @@ struct Shared {
     rng: Mutex<fastrand::Rng>,
     blackhole_up: AtomicBool,
     blackhole_down: AtomicBool,
+    /// Datagrams still allowed upstream (`u64::MAX`: no limit).
+    up_allowance: AtomicU64,
     stop: AtomicBool,
     stats: Stats,
 }
@@ -76,6 +82,16 @@ impl Shared {
         if blackholed {
             return Verdict::Drop;
         }
+        if dir == Direction::Up {
+            let allowed = self.up_allowance.fetch_update(Relaxed, Relaxed, |n| match n {
+                u64::MAX => Some(n),
+                0 => None,
+                n => Some(n - 1),
+            });
+            if allowed.is_err() {
+                return Verdict::Drop;
+            }
+        }
         let f = *self.faults.lock().unwrap();
         let mut rng = self.rng.lock().unwrap();
         let x = rng.f64();
@@ -93,7 +109,18 @@ impl Shared {
     }
 
     fn deliver(&self, dir: Direction, data: &[u8], send: impl Fn(&[u8]) + Send + 'static) {
-        match self.decide(dir) {
+        let verdict = self.decide(dir);
+        let copies = match verdict {
+            Verdict::Drop => 0,
+            Verdict::Duplicate => 2,
+            _ => 1,
+        };
+        let bytes = match dir {
+            Direction::Up => &self.stats.bytes_up,
+            Direction::Down => &self.stats.bytes_down,
+        };
+        bytes.fetch_add(copies * data.len() as u64, Relaxed);
+        match verdict {
             Verdict::Drop => {
                 self.stats.dropped.fetch_add(1, Relaxed);
                 return;
@@ -144,6 +171,7 @@ impl FaultProxy {
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             blackhole_up: AtomicBool::new(false),
             blackhole_down: AtomicBool::new(false),
+            up_allowance: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
         });
@@ -178,6 +206,12 @@ impl FaultProxy {
     /// Changes the fault rates.
     pub fn set_faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap() = faults;
+    }
+
+    /// Lets only `n` more datagrams go upstream, then drops every one (a client whose later packets never
+    /// arrive, as in the interop runner's amplification-limit case).
+    pub fn limit_up(&self, n: u64) {
+        self.shared.up_allowance.store(n, Relaxed);
     }
 
     /// Drops every datagram of `dir` while `on`.
@@ -262,6 +296,11 @@ mod tests {
     fn relays_cleanly_then_loses_and_black_holes() {
         let proxy = FaultProxy::start(echo_server(), Faults::default(), 1).unwrap();
         assert_eq!(round_trips(&proxy, 20), 20);
+        assert_eq!(proxy.stats().bytes_up.load(Relaxed), 2000);
+        assert_eq!(proxy.stats().bytes_down.load(Relaxed), 2000);
+        proxy.limit_up(3);
+        assert_eq!(round_trips(&proxy, 5), 3);
+        proxy.limit_up(u64::MAX);
         proxy.set_blackhole(Direction::Down, true);
         assert_eq!(round_trips(&proxy, 5), 0);
         proxy.set_blackhole(Direction::Down, false);

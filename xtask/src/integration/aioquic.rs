@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use udp_faults::Faults;
 
-use super::{black_hole, retry_case, run, url, with_faults, Outcome, Setup};
+use super::{amplification_case, black_hole, retry_case, run, url, with_faults, Outcome, Setup};
 
 fn aioquic(setup: &Setup, host: &str, port: u16, extra: &[&str], urls: &[String]) -> Result<String> {
     let script = setup.root.join("crates/proxy/tests/e2e/h3client.py");
@@ -89,9 +89,16 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
         "retry" => retry_case(s, |rp| {
             Ok(aioquic_200s(&aioquic(s, h, rp, &[], &[url(rp, "/")])?, 1))
         })?,
-        "amplificationlimit" => {
-            Outcome::Unsupported("needs the runner's packet capture; quiche enforces the 3x limit")
-        }
+        "amplificationlimit" => amplification_case(s, |port| {
+            run(Command::new("timeout")
+                .arg("5")
+                .arg(&s.python)
+                .arg(s.root.join("crates/proxy/tests/e2e/h3client.py"))
+                .args(["--port", &port.to_string(), "--ca"])
+                .arg(s.dir.join("ca.pem"))
+                .arg(url(port, "/")))
+            .map(drop)
+        })?,
         "handshakeloss" => with_faults(
             s,
             Faults {

@@ -29,6 +29,9 @@ struct Setup {
     /// A qproxy with `quic-force-retry`, and its stats port.
     retry_port: u16,
     retry_stats: u16,
+    /// A qproxy whose certificate chain is `chain_bytes` long (PEM), for the amplification limit.
+    amp_port: u16,
+    chain_bytes: usize,
     python: PathBuf,
 }
 
@@ -110,6 +113,12 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
         (&bind, &retry_bind),
         Some(retry_stats),
     )?;
+    // With a certificate chain far larger than three client Initials, for the amplificationlimit case.
+    let (amp_port, chain_bytes) = (free_udp(false)?, write_big_chain(&dir)?);
+    let amp_bind = bind
+        .replace(&format!(":{port} "), &format!(":{amp_port} "))
+        .replace("server.pem", "server-big.pem");
+    let amp = variant(&bin, &dir, "amplification", &config, (&bind, &amp_bind), None)?;
     let python = python(root)?;
     Ok((
         Setup {
@@ -119,9 +128,11 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
             port6,
             retry_port,
             retry_stats,
+            amp_port,
+            chain_bytes,
             python,
         },
-        vec![demo, v6, retry],
+        vec![demo, v6, retry, amp],
     ))
 }
 
@@ -177,6 +188,51 @@ fn variant(
         );
     }
     Ok(child)
+}
+
+/// `server-big.pem`: the demo's leaf, its CA certificate sixteen times (a chain no client will ever see
+/// whole: its handshake is cut short), and the key. Returns the certificates' PEM size.
+fn write_big_chain(dir: &Path) -> Result<usize> {
+    let pem = std::fs::read_to_string(dir.join("server.pem"))?;
+    let blocks: Vec<String> = pem
+        .split("-----BEGIN ")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| format!("-----BEGIN {b}"))
+        .collect();
+    let [leaf, ca, key] = blocks.as_slice() else {
+        bail!(
+            "server.pem: expected a leaf, a CA certificate and a key, found {} blocks",
+            blocks.len()
+        );
+    };
+    let chain = format!("{leaf}{}", ca.repeat(16));
+    std::fs::write(dir.join("server-big.pem"), format!("{chain}{key}"))?;
+    Ok(chain.len())
+}
+
+/// The amplificationlimit case for any client: through a fault proxy that lets only the client's first
+/// datagram reach qproxy, `client` (which must give up by itself) starts a handshake; qproxy, with a chain
+/// much larger than three times that datagram, must send at most three times what it received (RFC 9000,
+/// 8.1) however long it waits.
+fn amplification_case(s: &Setup, client: impl FnOnce(u16) -> Result<()>) -> Result<Outcome> {
+    let fp = FaultProxy::start(format!("127.0.0.1:{}", s.amp_port).parse()?, Faults::default(), 8)?;
+    fp.limit_up(1);
+    client(fp.addr().port())?;
+    let up = fp.stats().bytes_up.load(std::sync::atomic::Ordering::Relaxed);
+    let down = fp.stats().bytes_down.load(std::sync::atomic::Ordering::Relaxed);
+    // PEM is base64: 3 bytes of certificate per 4 characters.
+    Ok(if up == 0 || down == 0 {
+        Outcome::Fail(format!("no exchange: {up} bytes up, {down} down"))
+    } else if s.chain_bytes * 3 / 4 <= 3 * up as usize {
+        Outcome::Fail(format!(
+            "the chain ({} bytes) does not exceed 3 x {up}",
+            s.chain_bytes
+        ))
+    } else if down > 3 * up {
+        Outcome::Fail(format!("qproxy sent {down} bytes for {up} received, over 3x"))
+    } else {
+        Outcome::Pass
+    })
 }
 
 /// The retry case for any client: `request` on the Retry instance's port gets its 200s, and the instance

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::Result;
 use udp_faults::Faults;
 
-use super::{black_hole, retry_case, run, with_faults, Outcome, Setup};
+use super::{amplification_case, black_hole, retry_case, run, with_faults, Outcome, Setup};
 
 /// Runs h3get against `host`:`port` with `extra` options; its stdout (JSON lines), or a failure line.
 fn h3get(s: &Setup, host: &str, port: u16, extra: &[&str], paths: &[&str]) -> Result<String> {
@@ -96,7 +96,7 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
         ),
         "retry" => retry_case(s, |rp| Ok(ok_200s(&h3get(s, h, rp, &[], &["/"])?, 1)))?,
         "amplificationlimit" => {
-            Outcome::Unsupported("needs the runner's packet capture; quiche enforces the 3x limit")
+            amplification_case(s, |port| h3get(s, h, port, &["--timeout", "3"], &["/"]).map(drop))?
         }
         "handshakeloss" => with_faults(
             s,
