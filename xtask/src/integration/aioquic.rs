@@ -84,7 +84,20 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
             }
         }
         "rebind-port" => {
-            Outcome::Unsupported("the aioquic client here cannot change its port mid-connection")
+            let out = aioquic(
+                s,
+                h,
+                p,
+                &["--rebind-after", "200000"],
+                &[url(p, "/bytes/5000000")],
+            )?;
+            match aioquic_200s(&out, 1) {
+                Outcome::Pass if out.contains("\"rebound\": true") => Outcome::Pass,
+                Outcome::Pass => {
+                    Outcome::Fail(format!("the client did not change its port: {}", out.trim_end()))
+                }
+                other => other,
+            }
         }
         "retry" => retry_case(s, |rp| {
             Ok(aioquic_200s(&aioquic(s, h, rp, &[], &[url(rp, "/")])?, 1))

@@ -3,7 +3,8 @@
 Each URL becomes one request; all requests of a connection run concurrently; --connections opens that
 many connections in parallel, each sending every request. One JSON line per request on stdout:
 {"conn": c, "index": i, "status": 200, "len": n, "reset": code|null, "error": text|null}.
-With --out DIR the body of request i on connection c is written to DIR/c-i.
+With --out DIR the body of request i on connection c is written to DIR/c-i. --rebind-after N moves the
+connection to a new local port once N response bytes arrived and adds {"conn": c, "rebound": true|false}.
 Abort modes: --stop-after N sends STOP_SENDING once N response bytes arrived; --reset-after N sends only
 N request body bytes, then RESET_STREAM; --close-after N closes the connection once N bytes arrived.
 """
@@ -119,6 +120,7 @@ async def one_connection(args, conn_index, body, ticket=None, tickets=None):
         if args.key_update:
             client._quic.request_key_update()
         streams = [client.start(args.method, url, body, args.reset_after) for url in args.urls]
+        rebound = asyncio.ensure_future(rebind(client, args.rebind_after)) if args.rebind_after else None
         try:
             await asyncio.wait_for(asyncio.gather(*(s["done"] for s in streams)), args.timeout)
         except asyncio.TimeoutError:
@@ -133,7 +135,23 @@ async def one_connection(args, conn_index, body, ticket=None, tickets=None):
         if ticket is not None:
             tls = client._quic.tls
             results.append({"resumed": bool(tls.session_resumed), "early_data": bool(tls.early_data_accepted)})
+        if rebound is not None:
+            results.append({"conn": conn_index, "rebound": rebound.done() and rebound.result()})
     return results
+
+
+async def rebind(client, after):
+    """NAT rebinding: once `after` response bytes arrived, later packets leave from a new local port (the
+    protocol object moves to a new socket; the connection and its keys stay)."""
+    while client.received < after:
+        await asyncio.sleep(0.005)
+    old_transport = client._transport
+    old = old_transport.get_extra_info("sockname")
+    await asyncio.get_running_loop().create_datagram_endpoint(lambda: client, local_addr=(old[0], 0))
+    # The old port is gone for good: the transfer completes only if qproxy follows to the new one.
+    old_transport.close()
+    client.transmit()
+    return client._transport.get_extra_info("sockname")[1] != old[1]
 
 
 async def main():
@@ -148,6 +166,7 @@ async def main():
     p.add_argument("--stop-after", type=int)
     p.add_argument("--reset-after", type=int)
     p.add_argument("--close-after", type=int)
+    p.add_argument("--rebind-after", type=int, help="move to a new local port once this many response bytes arrived")
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--chacha20", action="store_true", help="offer only ChaCha20-Poly1305")
     p.add_argument("--key-update", action="store_true", help="update keys right after the handshake")
