@@ -71,11 +71,6 @@ impl Balancer {
         }
     }
 
-    /// The algorithm.
-    pub fn algorithm(&self) -> &Balance {
-        &self.algorithm
-    }
-
     /// The server for a request with hash `key`, among `loads` (one per server, in order); `None` when
     /// no server is usable.
     pub fn pick(&mut self, loads: &[Load], key: Option<&[u8]>) -> Option<usize> {
