@@ -340,11 +340,16 @@ fn soak() {
     let (mut xs, mut rss, mut fd) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     let mut rounds = 0u64;
-    // Rounds of 1,000 chaos requests; after each, the proxy must come back to idle, and idle is where RSS
-    // and descriptors are sampled (under load they swing with the traffic and say nothing about leaks).
+    // Rounds of 1,000 chaos requests (two thirds aioquic, one third quinn); after each, the proxy must come
+    // back to idle, and idle is where RSS and descriptors are sampled (under load they swing with the
+    // traffic and say nothing about leaks).
     while start.elapsed() < Duration::from_secs(minutes * 60) {
-        let summary = run_client(port, 1000, 1000 + rounds);
+        let quinn_options = quinn_options(&proxy, fault.addr());
+        let quinn = std::thread::spawn(move || chaos(&quinn_options, 333, 4, 1000 + rounds));
+        let summary = run_client(port, 667, 1000 + rounds);
+        let quinn = quinn.join().expect("the quinn chaos client");
         assert_eq!(stat(&summary, "corrupt"), 0, "{summary}");
+        assert_eq!(quinn.corrupt, 0, "{quinn:?}");
         assert!(proxy.is_running(), "qproxy died: {}", proxy.log());
         proxy.assert_gauges_return_to_zero();
         rounds += 1;
