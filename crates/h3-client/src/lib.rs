@@ -40,6 +40,23 @@ pub struct Options {
     pub timeout: Duration,
 }
 
+impl Options {
+    /// One connection to `server` as `localhost`, trusting `ca`, nothing special, 60 s at most.
+    pub fn new(server: SocketAddr, ca: PathBuf) -> Self {
+        Options {
+            server,
+            name: "localhost".into(),
+            ca,
+            connections: 1,
+            chacha20: false,
+            key_update: false,
+            resume: false,
+            rebind_after: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// One request.
 #[derive(Debug, Clone)]
 pub struct Request {

@@ -3,7 +3,6 @@
 use std::process::Command;
 
 use anyhow::Result;
-use udp_faults::Faults;
 
 use super::{amplification_case, black_hole, retry_case, run, url, with_faults, Outcome, Setup};
 
@@ -151,40 +150,26 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
         "amplificationlimit" => amplification_case(s, |port| {
             gtls("127.0.0.1", port, &["--timeout=3s"], &[url(port, "/")]).map(drop)
         })?,
-        "handshakeloss" => with_faults(
-            s,
-            Faults {
-                loss: 0.3,
-                ..Faults::default()
-            },
-            |addr, _| {
-                let mut ok = 0;
-                for _ in 0..10 {
-                    if statuses(&gtls("127.0.0.1", addr.port(), &[], &[url(p, "/")])?) == ["200"] {
-                        ok += 1;
-                    }
+        "handshakeloss" => with_faults(s, 0.3, |addr, _| {
+            let mut ok = 0;
+            for _ in 0..10 {
+                if statuses(&gtls("127.0.0.1", addr.port(), &[], &[url(p, "/")])?) == ["200"] {
+                    ok += 1;
                 }
-                Ok(if ok == 10 {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail(format!("{ok} of 10 handshakes completed at 30 % loss"))
-                })
-            },
-        )?,
-        "transferloss" => with_faults(
-            s,
-            Faults {
-                loss: 0.02,
-                ..Faults::default()
-            },
-            |addr, _| {
-                Ok(expect_200s(
-                    &gtls("127.0.0.1", addr.port(), &[], &[url(p, "/bytes/5000000")])?,
-                    1,
-                ))
-            },
-        )?,
-        "blackhole" => with_faults(s, Faults::default(), |addr, fp| {
+            }
+            Ok(if ok == 10 {
+                Outcome::Pass
+            } else {
+                Outcome::Fail(format!("{ok} of 10 handshakes completed at 30 % loss"))
+            })
+        })?,
+        "transferloss" => with_faults(s, 0.02, |addr, _| {
+            Ok(expect_200s(
+                &gtls("127.0.0.1", addr.port(), &[], &[url(p, "/bytes/5000000")])?,
+                1,
+            ))
+        })?,
+        "blackhole" => with_faults(s, 0.0, |addr, fp| {
             let port = addr.port();
             let client =
                 std::thread::spawn(move || gtls("127.0.0.1", port, &[], &[url(p, "/bytes/20000000")]));

@@ -267,14 +267,63 @@ fn url(port: u16, path: &str) -> String {
     format!("https://localhost:{port}{path}")
 }
 
+/// Runs `case` against a fault proxy in front of the demo instance that loses `loss` of the datagrams.
 fn with_faults(
     setup: &Setup,
-    faults: Faults,
+    loss: f64,
     case: impl FnOnce(SocketAddr, &FaultProxy) -> Result<Outcome>,
 ) -> Result<Outcome> {
     let upstream: SocketAddr = format!("127.0.0.1:{}", setup.port).parse()?;
+    let faults = Faults {
+        loss,
+        ..Faults::default()
+    };
     let proxy = FaultProxy::start(upstream, faults, 42)?;
     case(proxy.addr(), &proxy)
+}
+
+/// Runs a client that prints one JSON line per response (h3client.py, h3get): `program` with the demo CA,
+/// against `host`:`port`, killed after `limit_secs`. Its stdout, or `FAILED` and its last error line.
+fn json_client(
+    s: &Setup,
+    limit_secs: u32,
+    program: &[&std::ffi::OsStr],
+    (host, port): (&str, u16),
+    extra: &[&str],
+    targets: &[String],
+) -> Result<String> {
+    let out = run(Command::new("timeout")
+        .arg(limit_secs.to_string())
+        .args(program)
+        .args(["--host", host, "--port", &port.to_string(), "--ca"])
+        .arg(s.dir.join("ca.pem"))
+        .args(extra)
+        .args(targets))?;
+    if !out.status.success() {
+        return Ok(format!(
+            "FAILED {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Passes when `n` JSON lines of `output` say status 200 and, with `flag`, a line sets it to true.
+fn json_200s(output: &str, n: usize, flag: Option<&str>) -> Outcome {
+    let compact: Vec<String> = output.lines().map(|l| l.replace(' ', "")).collect();
+    let ok = compact.iter().filter(|l| l.contains("\"status\":200")).count();
+    if ok != n {
+        return Outcome::Fail(format!(
+            "{ok} of {n} responses were 200 {}",
+            output.lines().last().unwrap_or("")
+        ));
+    }
+    match flag {
+        Some(flag) if !compact.iter().any(|l| l.contains(&format!("\"{flag}\":true"))) => {
+            Outcome::Fail(format!("no {flag}: {}", output.trim_end()))
+        }
+        _ => Outcome::Pass,
+    }
 }
 
 /// 300 ms into a transfer, both directions go dark for 2 s; the transfer must then complete.

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod backend;
@@ -165,7 +166,7 @@ pub struct Frontend {
     /// `use_backend` rules, in order.
     pub rules: Vec<Rule>,
     /// `http-response set-header NAME VALUE`.
-    pub set_response_headers: Vec<(String, String)>,
+    pub set_response_headers: Arc<[(String, String)]>,
     /// Timeouts (from `defaults`, then its own).
     pub timeouts: Timeouts,
     /// `option forwardfor`: add X-Forwarded-For and Forwarded.
@@ -448,7 +449,7 @@ impl Parser {
                             binds: Vec::new(),
                             default_backend: None,
                             rules: Vec::new(),
-                            set_response_headers: Vec::new(),
+                            set_response_headers: Arc::new([]),
                             timeouts: self.defaults_timeouts.clone(),
                             forwardfor: self.defaults_forwardfor,
                         },
@@ -728,7 +729,9 @@ impl Parser {
                 let name = need(args, 2, "a header name")?.to_ascii_lowercase();
                 let value = need(args, 3, "a header value")?.to_string();
                 no_more(args, 4)?;
-                self.fronts[i].front.set_response_headers.push((name, value));
+                // Shared by every request's exchange, so kept in an Arc; built once, at load.
+                let headers = &mut self.fronts[i].front.set_response_headers;
+                *headers = headers.iter().cloned().chain([(name, value)]).collect();
                 Ok(())
             }
             "http-request" => {
@@ -880,7 +883,7 @@ mod tests {
         let f = &c.frontends[0];
         assert_eq!(f.binds[0].addr, "127.0.0.1:4433".parse().unwrap());
         assert_eq!(
-            f.set_response_headers,
+            f.set_response_headers.to_vec(),
             vec![("alt-svc".into(), "h3=\":443\";ma=900".into())]
         );
         assert_eq!(f.rules[0].acl, Acl::PathBeg(vec!["/api".into(), "/v2".into()]));

@@ -109,7 +109,7 @@ impl Worker {
             idempotent: Forward::is_idempotent(&head.method),
             info,
             timeouts: (backend.timeouts.connect, backend.timeouts.server),
-            set_headers: frontend.set_response_headers.clone().into(),
+            set_headers: frontend.set_response_headers.clone(),
             retries_left: backend.settings.retries,
         };
         let route = Route {
@@ -473,11 +473,13 @@ impl Worker {
         }
     }
 
-    /// The earliest queue deadline.
+    /// The earliest queue deadline. Queues are FIFO with one timeout per backend, so their fronts expire
+    /// first (after a reload changed `timeout queue`, later entries wait for the front: at most the old
+    /// timeout).
     pub(super) fn queue_deadline(&self) -> Option<Instant> {
         self.queues
             .values()
-            .filter_map(|q| q.iter().map(|e| e.deadline).min())
+            .filter_map(|q| q.front().map(|e| e.deadline))
             .min()
     }
 
@@ -485,10 +487,8 @@ impl Worker {
     pub(super) fn expire_queues(&mut self, now: Instant) {
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
-            while let Some(pos) = queue.iter().position(|e| e.deadline <= now) {
-                if let Some(e) = queue.remove(pos) {
-                    expired.push(e);
-                }
+            while queue.front().is_some_and(|e| e.deadline <= now) {
+                expired.extend(queue.pop_front());
             }
         }
         for e in expired {

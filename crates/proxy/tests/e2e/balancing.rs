@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_tcp_port, gtlsclient, scratch, Proxy, Seen};
+use crate::harness::{free_tcp_port, gtlsclient, read_head, scratch, Proxy, Seen};
 use crate::origins::{counting, ServerProcess};
 
 /// `n` GETs of `path` on one connection (gtlsclient repeats the URL list).
@@ -347,16 +347,8 @@ fn resetting_origin() -> (
     let counts = seen.clone();
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut s, &mut b).unwrap_or(0) == 1 {
-                head.push(b[0]);
-            }
-            let method = String::from_utf8_lossy(&head)
-                .split(' ')
-                .next()
-                .unwrap_or("")
-                .to_string();
+            let head = read_head(&mut s).unwrap_or_default();
+            let method = head.split(' ').next().unwrap_or("").to_string();
             *counts.lock().unwrap().entry(method).or_default() += 1;
             let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
         }

@@ -13,17 +13,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use h3_client::chaos::{chaos, ChaosSummary};
+use h3_client::chaos::{chaos, pattern, ChaosSummary};
 use h3_client::Options;
 use udp_faults::{FaultProxy, Faults};
 
 use crate::harness::{aioquic_python, Proxy};
 
 // ---------------------------------------------------------------- the chaos origin
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
 
 /// One origin whose behaviour the path picks: `/ok/N`, `/slow/N`, `/reset/N`, `/malformed/N`, `/hang/N`.
 fn chaos_origin() -> SocketAddr {
@@ -138,15 +134,8 @@ fn run_client(port: u16, requests: u64, seed: u64) -> String {
 /// The quinn chaos client's options: through the fault proxy at `relay`, trusting the proxy's CA.
 fn quinn_options(proxy: &Proxy, relay: SocketAddr) -> Options {
     Options {
-        server: relay,
-        name: "localhost".into(),
-        ca: proxy.dir.join("ca.pem"),
-        connections: 1,
-        chacha20: false,
-        key_update: false,
-        resume: false,
-        rebind_after: None,
         timeout: Duration::from_secs(10),
+        ..Options::new(relay, proxy.dir.join("ca.pem"))
     }
 }
 

@@ -292,16 +292,17 @@ pub fn origin(behave: fn(TcpStream)) -> SocketAddr {
     addr
 }
 
-/// Reads a request head (enough for these origins).
-pub fn read_head(s: &mut TcpStream) {
+/// Reads a request head (enough for these origins); `None` when the connection ends first.
+pub fn read_head(s: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
     let mut b = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if s.read(&mut b).unwrap_or(0) == 0 {
-            return;
+            return None;
         }
         buf.push(b[0]);
     }
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 pub fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {

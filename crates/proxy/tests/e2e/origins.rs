@@ -1,13 +1,15 @@
 //! Origins for the balancing tests: in-process keep-alive servers that count what they serve, and real
 //! server processes (Python's http.server) that a test can kill and restart.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::harness::read_head;
 
 /// An in-process origin answering every request `200` with its name as the body.
 pub struct Counting {
@@ -34,18 +36,10 @@ impl Counting {
     }
 }
 
-/// Reads one request head; `None` at the end of the connection.
+/// The path of the next request; `None` at the end of the connection.
 fn request_path(s: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).ok()? == 0 {
-            return None;
-        }
-        buf.push(b[0]);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    Some(text.split_whitespace().nth(1).unwrap_or("/").to_string())
+    let head = read_head(s)?;
+    Some(head.split_whitespace().nth(1).unwrap_or("/").to_string())
 }
 
 /// Starts a counting origin called `name` that waits `delay` before each answer.

@@ -95,7 +95,9 @@ fn a_refused_backend_gives_503() {
 
 #[test]
 fn a_backend_that_closes_or_talks_nonsense_gives_502() {
-    let closer = origin(|mut s| read_head(&mut s));
+    let closer = origin(|mut s| {
+        read_head(&mut s);
+    });
     let nonsense = origin(|mut s| {
         read_head(&mut s);
         let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");

@@ -1,8 +1,6 @@
 //! A third independent client: quinn (QUIC) with the h3 crate (HTTP/3) and rustls verifying the demo CA,
 //! through the `h3-client` crate (the interop matrix's `h3get`).
 
-use std::time::Duration;
-
 use h3_client::{run, Options, Request};
 
 use crate::harness::{origin_bytes, Proxy};
@@ -22,17 +20,10 @@ fn quinn_and_h3_get_byte_exact_bodies_and_echo_an_upload() {
         path: "/echo".into(),
         body: Some(upload.clone()),
     });
-    let options = Options {
-        server: format!("127.0.0.1:{}", proxy.port).parse().unwrap(),
-        name: "localhost".into(),
-        ca: proxy.dir.join("ca.pem"),
-        connections: 1,
-        chacha20: false,
-        key_update: false,
-        resume: false,
-        rebind_after: None,
-        timeout: Duration::from_secs(60),
-    };
+    let options = Options::new(
+        format!("127.0.0.1:{}", proxy.port).parse().unwrap(),
+        proxy.dir.join("ca.pem"),
+    );
     let reports = run(&options, &requests).unwrap();
     let answers = &reports[0].answers;
     for (n, a) in sizes.iter().zip(answers) {
