@@ -10,6 +10,7 @@ pub mod balance;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod retry;
 pub mod route;

@@ -43,6 +43,8 @@ pub const BYTES_IN: &str = "qproxy_http_request_bytes_total";
 pub const BYTES_OUT: &str = "qproxy_http_response_bytes_total";
 /// Connection IDs the router knows (two per connection until it is gone).
 pub const CID_ROUTES: &str = "qproxy_cid_routes";
+/// Times an idle worker gave freed memory back to the system.
+pub const MEMORY_TRIMS: &str = "qproxy_memory_trims_total";
 /// Backend connection attempts that failed.
 pub const CONNECT_ERRORS: &str = "qproxy_backend_connect_errors_total";
 /// Ended QUIC connections by handshake result (`result="ok"|"failed"`).
@@ -103,6 +105,8 @@ pub struct ProxyCounters {
     pub cid_routes: AtomicU64,
     /// Retry packets sent, tokens validated, tokens rejected.
     pub retries: [AtomicU64; 3],
+    /// Idle-time memory trims.
+    pub memory_trims: AtomicU64,
 }
 
 impl ProxyCounters {
@@ -360,6 +364,12 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
         "gauge",
         "Connection IDs in the router.",
         p.cid_routes.load(Relaxed),
+    );
+    e.one(
+        MEMORY_TRIMS,
+        "counter",
+        "Times an idle worker gave freed memory back to the system.",
+        p.memory_trims.load(Relaxed),
     );
     let retries: Vec<(String, u64)> = ["sent", "validated", "rejected"]
         .iter()

@@ -95,6 +95,8 @@ pub struct Global {
     pub conn_max_data: u64,
     /// `tune.quic.mem.tx-max`: Tx budget per connection (bytes held unsent or unacknowledged).
     pub tx_max: usize,
+    /// Cleared by `no-memory-trimming`: idle workers give freed memory back to the system.
+    pub memory_trimming: bool,
 }
 
 impl Default for Global {
@@ -108,6 +110,7 @@ impl Default for Global {
             stream_max_data: 1024 * 1024,
             conn_max_data: 16 * 1024 * 1024,
             tx_max: 4 * 1024 * 1024,
+            memory_trimming: true,
         }
     }
 }
@@ -524,10 +527,14 @@ impl Parser {
                 g.tx_max = size_arg(args, 1, "a size")? as usize;
                 no_more(args, 2)
             }
+            "no-memory-trimming" => {
+                g.memory_trimming = false;
+                no_more(args, 1)
+            }
             // Accepted for compatibility with HAProxy configurations; they change nothing here.
             "daemon" | "master-worker" | "log" | "maxconn" | "user" | "group" | "chroot" | "pidfile" => Ok(()),
             kw => Err(format!(
-                "unknown keyword '{kw}' in the global section; expected nbthread, hard-stop-after, tune.quic.fe.max-idle-timeout, tune.quic.fe.stream.max-concurrent, tune.quic.fe.stream.rxbuf, tune.quic.fe.stream.max-data, tune.quic.fe.conn.max-data or tune.quic.mem.tx-max"
+                "unknown keyword '{kw}' in the global section; expected nbthread, hard-stop-after, tune.quic.fe.max-idle-timeout, tune.quic.fe.stream.max-concurrent, tune.quic.fe.stream.rxbuf, tune.quic.fe.stream.max-data, tune.quic.fe.conn.max-data, tune.quic.mem.tx-max or no-memory-trimming"
             )),
         }
     }
@@ -894,6 +901,9 @@ mod tests {
         assert_eq!(c.backends[1].timeouts.server, Duration::from_secs(5));
         assert_eq!(c.backends[1].timeouts.connect, Duration::from_secs(2));
         assert_eq!(c.stats[0].metrics_path.as_deref(), Some("/metrics"));
+        assert!(c.global.memory_trimming, "trimming is on unless turned off");
+        let off = parse(&base().replacen("global\n", "global\n  no-memory-trimming\n", 1)).unwrap();
+        assert!(!off.global.memory_trimming);
     }
 
     fn error_line(text: &str) -> (usize, String) {
@@ -913,6 +923,7 @@ mod tests {
         };
         let cases = [
             (2, "  tune.quic.mem.tx-max lots", "size"),
+            (2, "  no-memory-trimming now", "unexpected 'now'"),
             (5, "  timeout connect soon", "duration"),
             (5, "  timeout whenever 2s", "unknown timeout"),
             (6, "  option teleport", "unknown option"),

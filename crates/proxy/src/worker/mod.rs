@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +29,7 @@ use crate::backend::{Pool, Termination};
 use crate::balance::Balancer;
 use crate::config::{Config, QuicBind};
 use crate::health::HealthChecks;
+use crate::memory::IdleTrim;
 use crate::metrics::ProxyCounters;
 use crate::retry::RetryTokens;
 use crate::servers::{Runtime, SharedRuntime};
@@ -109,6 +111,7 @@ pub struct Worker {
     signals: Signals,
     rng: fastrand::Rng,
     next_prune: Instant,
+    trim: IdleTrim,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -220,6 +223,7 @@ impl Worker {
             signals,
             rng,
             next_prune: Instant::now(),
+            trim: IdleTrim::new(Instant::now()),
             buf: vec![0; 65535],
             out: vec![0; 65535],
         })
@@ -256,6 +260,12 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             self.process_dirty(now);
+            if self
+                .trim
+                .after_turn(self.is_idle(), self.config.global.memory_trimming, now)
+            {
+                self.proxy.memory_trims.fetch_add(1, Relaxed);
+            }
             if let Some(deadline) = self.stop_deadline {
                 if self.slots.is_empty() {
                     tracing::info!("all connections drained, exiting");
@@ -273,6 +283,11 @@ impl Worker {
         }
     }
 
+    /// No connection and no backend exchange: what a burst allocated is free again.
+    fn is_idle(&self) -> bool {
+        self.slots.is_empty() && self.exchanges.is_empty()
+    }
+
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let conns = self.slots.iter().filter_map(|(_, s)| match &s.conn {
             SlotConn::Live(c) => c.poll_timeout(now),
@@ -281,10 +296,14 @@ impl Worker {
         });
         let exchanges = self.exchanges.iter().filter_map(|(_, r)| r.exchange.deadline());
         let stop = self.stop_deadline.flatten();
+        let trim = self
+            .trim
+            .deadline(self.is_idle(), self.config.global.memory_trimming);
         conns
             .chain(exchanges)
             .chain(self.queue_deadline())
             .chain(stop)
+            .chain(trim)
             .chain(Some(self.next_prune))
             .min()
     }
@@ -377,14 +396,14 @@ impl Worker {
                 )
                 .ok()?;
                 let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
-                self.proxy.retries[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.proxy.retries[0].fetch_add(1, Relaxed);
                 return None;
             }
             let Some(odcid) = self.retry_tokens.validate(peer, token, SystemTime::now()) else {
-                self.proxy.retries[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.proxy.retries[2].fetch_add(1, Relaxed);
                 return None;
             };
-            self.proxy.retries[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.proxy.retries[1].fetch_add(1, Relaxed);
             (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
         } else {
             (random_cid, None)
@@ -557,9 +576,7 @@ impl Worker {
     }
 
     fn publish_routes(&self) {
-        self.proxy
-            .cid_routes
-            .store(self.router.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.proxy.cid_routes.store(self.router.len() as u64, Relaxed);
     }
 
     fn fire_timers(&mut self, now: Instant) {
