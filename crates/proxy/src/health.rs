@@ -63,7 +63,7 @@ impl Check {
     fn run(self, stopped: &Receiver<()>) {
         loop {
             let started = Instant::now();
-            let result = probe(self.server.addr(), self.timeout, self.http.as_ref());
+            let result = probe(self.server.config.check_addr(), self.timeout, self.http.as_ref());
             self.server.report_check(result);
             let rest = self.inter.saturating_sub(started.elapsed());
             match stopped.recv_timeout(rest) {

@@ -73,8 +73,10 @@ pub const BACKEND_QUEUE: &str = "qproxy_backend_current_queue";
 pub const BACKEND_RETRIES: &str = "qproxy_backend_retries_total";
 /// Retries sent to another server, per backend.
 pub const BACKEND_REDISPATCHES: &str = "qproxy_backend_redispatches_total";
-/// Servers UP per backend.
+/// Active (non-backup) servers UP per backend.
 pub const BACKEND_SERVERS_UP: &str = "qproxy_backend_active_servers";
+/// Backup servers UP per backend.
+pub const BACKEND_BACKUPS_UP: &str = "qproxy_backend_backup_servers";
 /// 1 when a server is UP, 0 when DOWN.
 pub const SERVER_UP: &str = "qproxy_server_up";
 /// Health checks per server (`result="passed"|"failed"`).
@@ -424,8 +426,14 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
     e.labelled(
         BACKEND_SERVERS_UP,
         "gauge",
-        "Servers UP.",
-        &per_backend(&|b| b.servers_up() as u64),
+        "Active (non-backup) servers UP.",
+        &per_backend(&|b| b.servers_up_of(false) as u64),
+    );
+    e.labelled(
+        BACKEND_BACKUPS_UP,
+        "gauge",
+        "Backup servers UP.",
+        &per_backend(&|b| b.servers_up_of(true) as u64),
     );
     let servers: Vec<_> = runtime
         .backends

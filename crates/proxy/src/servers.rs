@@ -195,6 +195,12 @@ impl BackendView {
     pub fn servers_up(&self) -> usize {
         self.servers.iter().filter(|s| s.is_up()).count()
     }
+
+    /// Of those, `backup` servers (or active ones).
+    pub fn servers_up_of(&self, backup: bool) -> usize {
+        let of = |s: &&Arc<ServerRuntime>| s.config.options.backup == backup;
+        self.servers.iter().filter(of).filter(|s| s.is_up()).count()
+    }
 }
 
 /// Everything live, for one configuration.

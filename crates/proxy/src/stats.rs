@@ -129,6 +129,7 @@ pub fn json_view(layers: &Counters, proxy: &ProxyCounters, runtime: &Runtime) ->
                             "addr": srv.addr().to_string(),
                             "state": if srv.is_up() { "UP" } else { "DOWN" },
                             "weight": o.weight,
+                            "backup": o.backup,
                             "maxconn": o.maxconn,
                             "checked": o.check,
                             "last_check": srv.last_check(),

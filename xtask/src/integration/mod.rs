@@ -53,29 +53,17 @@ fn free_udp(v6: bool) -> Result<u16> {
     Ok(s.local_addr()?.port())
 }
 
-/// The aioquic virtual environment the end-to-end tests use (made here if missing).
+/// The aioquic virtual environment the end-to-end tests use (made by their `aioquic_venv.sh` if missing).
 fn python(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/e2e-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import aioquic"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()?
-            .success()
-            && Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "aioquic"])
-                .status()?
-                .success();
-        if !ok {
-            bail!("could not make {} with aioquic", venv.display());
-        }
+    let out = Command::new("sh")
+        .arg(root.join("crates/proxy/tests/e2e/aioquic_venv.sh"))
+        .arg(root.join("target/e2e-venv"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("could not make target/e2e-venv with aioquic (the reason is above)");
     }
-    Ok(python)
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {

@@ -20,6 +20,47 @@ pub struct Load {
     pub active: u64,
 }
 
+/// Which servers of a backend take traffic now, by HAProxy's rule for `backup` servers: the active
+/// (non-backup) servers while one of them is UP; else the first backup server that is UP, or every UP
+/// backup under `option allbackups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The active servers.
+    Active,
+    /// Every backup server (`option allbackups`).
+    Backups,
+    /// This backup server alone.
+    FirstBackup(usize),
+}
+
+impl Tier {
+    /// From each server's (UP, backup) state, in configuration order.
+    pub fn of(servers: impl IntoIterator<Item = (bool, bool)>, allbackups: bool) -> Tier {
+        let mut first_backup = None;
+        for (i, (up, backup)) in servers.into_iter().enumerate() {
+            match (up, backup) {
+                (true, false) => return Tier::Active,
+                (true, true) if first_backup.is_none() => first_backup = Some(i),
+                _ => {}
+            }
+        }
+        match first_backup {
+            Some(_) if allbackups => Tier::Backups,
+            Some(i) => Tier::FirstBackup(i),
+            None => Tier::Active,
+        }
+    }
+
+    /// Server `i`, a backup server or not, is in this tier.
+    pub fn admits(self, i: usize, backup: bool) -> bool {
+        match self {
+            Tier::Active => !backup,
+            Tier::Backups => backup,
+            Tier::FirstBackup(first) => i == first,
+        }
+    }
+}
+
 /// The balancing state of one backend.
 #[derive(Debug)]
 pub struct Balancer {
@@ -170,6 +211,27 @@ mod tests {
             };
             n
         ]
+    }
+
+    #[test]
+    fn backups_serve_only_when_no_active_server_is_up() {
+        // (UP, backup) per server: two active, two backups.
+        let all_up = [(true, false), (true, false), (true, true), (true, true)];
+        assert_eq!(Tier::of(all_up, false), Tier::Active);
+        let one_active = [(false, false), (true, false), (true, true), (true, true)];
+        assert_eq!(Tier::of(one_active, true), Tier::Active);
+        let actives_down = [(false, false), (false, false), (false, true), (true, true)];
+        assert_eq!(Tier::of(actives_down, false), Tier::FirstBackup(3));
+        assert_eq!(Tier::of(actives_down, true), Tier::Backups);
+        let all_down = [(false, false), (false, true)];
+        assert_eq!(Tier::of(all_down, false), Tier::Active);
+        let admitted = |t: Tier| -> Vec<usize> {
+            let backup = [false, false, true, true];
+            (0..4).filter(|i| t.admits(*i, backup[*i])).collect()
+        };
+        assert_eq!(admitted(Tier::Active), vec![0, 1]);
+        assert_eq!(admitted(Tier::Backups), vec![2, 3]);
+        assert_eq!(admitted(Tier::FirstBackup(3)), vec![3]);
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub struct ServerOptions {
     pub observe: Option<Observe>,
     /// `error-limit`: consecutive errors seen by `observe` that mark the server DOWN (default 10).
     pub error_limit: u32,
+    /// `backup`: takes traffic only while no active (non-backup) server of its backend is UP.
+    pub backup: bool,
+    /// `port`: health checks go to this port instead of the server's.
+    pub check_port: Option<u16>,
 }
 
 impl Default for ServerOptions {
@@ -109,6 +113,8 @@ impl Default for ServerOptions {
             maxqueue: 1000,
             observe: None,
             error_limit: 10,
+            backup: false,
+            check_port: None,
         }
     }
 }
@@ -139,6 +145,18 @@ impl ServerOptions {
                 "no-check" => {
                     self.check = false;
                     false
+                }
+                "backup" => {
+                    self.backup = true;
+                    false
+                }
+                "no-backup" => {
+                    self.backup = false;
+                    false
+                }
+                "port" => {
+                    self.check_port = Some(count_arg(args, j + 1, "a check port", 1..=65535)? as u16);
+                    true
                 }
                 "inter" => {
                     self.inter = duration_arg(args, j + 1, "the check interval")?;
@@ -186,7 +204,7 @@ impl ServerOptions {
                 }
                 other => {
                     return Err(format!(
-                        "unknown server option '{other}'; expected weight, check, inter, rise, fall, maxconn, maxqueue, observe, error-limit or on-error"
+                        "unknown server option '{other}'; expected weight, check, inter, rise, fall, port, backup, maxconn, maxqueue, observe, error-limit or on-error"
                     ))
                 }
             };
@@ -205,6 +223,14 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its options.
     pub options: ServerOptions,
+}
+
+impl Server {
+    /// Where health checks go: its address, on its `port` when it has one.
+    pub fn check_addr(&self) -> SocketAddr {
+        let port = self.options.check_port.unwrap_or(self.addr.port());
+        SocketAddr::new(self.addr.ip(), port)
+    }
 }
 
 /// `option httpchk [METHOD] URI` with `http-check expect status N`.
@@ -231,6 +257,9 @@ pub struct BackendSettings {
     pub httpchk: Option<HttpCheck>,
     /// `default-server`.
     pub default_server: ServerOptions,
+    /// `option allbackups`: when no active server is UP, every UP backup server takes traffic (else only
+    /// the first one).
+    pub allbackups: bool,
 }
 
 impl Default for BackendSettings {
@@ -241,6 +270,7 @@ impl Default for BackendSettings {
             redispatch: false,
             httpchk: None,
             default_server: ServerOptions::default(),
+            allbackups: false,
         }
     }
 }
@@ -256,6 +286,7 @@ impl BackendSettings {
             "http-check" => self.http_check(args),
             "option" => match args.get(1).map(String::as_str) {
                 Some("redispatch") => no_more(args, 2).map(|()| self.redispatch = true),
+                Some("allbackups") => no_more(args, 2).map(|()| self.allbackups = true),
                 Some("httpchk") => self.httpchk(args),
                 _ => return None,
             },

@@ -965,7 +965,7 @@ mod tests {
              backend app\n  balance hdr(X-User)\n  option httpchk GET /health\n  http-check expect status 204\n  timeout check 500ms\n\
              \x20 server a 127.0.0.1:8080 check rise 3 maxconn 10 maxqueue 5 observe layer7 error-limit 4\n\
              \x20 default-server inter 250ms\n  server b 127.0.0.1:8081 weight 3\n\
-             backend other\n  balance random(3)\n  retries 0\n  server c 127.0.0.1:9000\n\
+             backend other\n  balance random(3)\n  retries 0\n  option allbackups\n  server c 127.0.0.1:9000 check port 9001\n  server d 127.0.0.1:9002 backup\n\
              frontend stats\n  bind 127.0.0.1:8404\n  stats uri /stats\n",
             cert()
         );
@@ -992,6 +992,15 @@ mod tests {
         let other = &c.backends[1];
         assert_eq!(other.settings.balance, Balance::Random { draws: 3 });
         assert_eq!((other.settings.retries, other.settings.redispatch), (0, true));
+        assert!(other.settings.allbackups && !app.settings.allbackups);
+        let (c_, d) = (&other.servers[0], &other.servers[1]);
+        assert_eq!(c_.check_addr(), "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(
+            d.check_addr(),
+            d.addr,
+            "checks go to the server's own port by default"
+        );
+        assert!(d.options.backup && !c_.options.backup);
         assert_eq!(c.stats[0].stats_path.as_deref(), Some("/stats"));
         assert_eq!(c.stats[0].metrics_path, None);
 
@@ -1012,6 +1021,11 @@ mod tests {
             ("  http-check send meth GET", "http-check expect status CODE"),
             ("  option httpchk GET health", "start with '/'"),
             ("  retries many", "retry count from 0 to 100"),
+            (
+                "  server x 127.0.0.1:1 check port 0",
+                "check port from 1 to 65535",
+            ),
+            ("  option allbackups please", "unexpected 'please'"),
         ] {
             let bad = format!(
                 "frontend web\n  bind quic4@127.0.0.1:4433 ssl crt {}\n  default_backend app\nbackend app\n  server a 127.0.0.1:1\n{line}\n",

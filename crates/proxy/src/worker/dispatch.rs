@@ -15,7 +15,7 @@ use qcc::RequestHead;
 use super::{mark_dirty, ConnKey, SlotConn, Worker, EXCHANGE_BASE};
 use crate::access;
 use crate::backend::{h1, respond_error, BackendSocket, Exchange, ExchangeInfo, Forward, Step, Termination};
-use crate::balance::{hash_key, Load};
+use crate::balance::{hash_key, Load, Tier};
 use crate::route::select_backend;
 use crate::servers::{BackendRuntime, FrontendRuntime, Observed, ServerRuntime};
 
@@ -133,7 +133,7 @@ impl Worker {
         if view.servers_up() == 0 {
             return self.fail_request(route, forward, Termination::ConnectFailed, None);
         }
-        let loads = self.loads(b, &route.tried, backend.settings.redispatch);
+        let loads = self.loads(b, &route.tried);
         match self.balancers[b].pick(&loads, route.key.as_deref()) {
             Some(s) => self.start_exchange(route, forward, b, s, now),
             None => {
@@ -151,12 +151,19 @@ impl Worker {
         }
     }
 
-    /// The balancer's view of backend `b`: a server is usable when UP, below its `maxconn` and, on a
-    /// retry, not one that failed already (with `redispatch`) or the one that failed (without).
-    fn loads(&self, b: usize, tried: &[usize], redispatch: bool) -> Vec<Load> {
+    /// The balancer's view of backend `b`: a server is usable when in the serving tier (backups only
+    /// while no active server is UP), UP, below its `maxconn` and, on a retry, not one that failed
+    /// already (with `redispatch`) or the one that failed (without).
+    fn loads(&self, b: usize, tried: &[usize]) -> Vec<Load> {
+        let settings = &self.config.backends[b].settings;
         let servers = &self.runtime.backends[b].servers;
-        let open = |i: usize| servers[i].is_up() && servers[i].has_room();
-        let allowed = |i: usize| match (tried.last(), redispatch) {
+        let backup = |i: usize| servers[i].config.options.backup;
+        let tier = Tier::of(
+            servers.iter().map(|s| (s.is_up(), s.config.options.backup)),
+            settings.allbackups,
+        );
+        let open = |i: usize| tier.admits(i, backup(i)) && servers[i].is_up() && servers[i].has_room();
+        let allowed = |i: usize| match (tried.last(), settings.redispatch) {
             (None, _) => true,
             (Some(last), false) => i == *last,
             // Another server when there is one; the same ones again when all have failed.
@@ -457,8 +464,7 @@ impl Worker {
                 self.fail_request(front.route, front.forward, Termination::ConnectFailed, None);
                 continue;
             };
-            let redispatch = self.config.backends[b].settings.redispatch;
-            let loads = self.loads(b, &front.route.tried, redispatch);
+            let loads = self.loads(b, &front.route.tried);
             let key = front.route.key.clone();
             match self.balancers[b].pick(&loads, key.as_deref()) {
                 Some(s) => self.start_exchange(front.route, front.forward, b, s, now),

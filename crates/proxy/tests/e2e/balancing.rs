@@ -209,6 +209,86 @@ fn a_killed_server_goes_down_traffic_avoids_it_and_it_comes_back_after_rise() {
 }
 
 #[test]
+fn backup_servers_serve_only_while_the_active_one_is_down_and_checks_use_its_port() {
+    let active = counting("active", Duration::ZERO);
+    let (b1, b2) = (counting("b1", Duration::ZERO), counting("b2", Duration::ZERO));
+    // The active server's checks go to a separate health port, served by a process we can kill.
+    let dir = scratch();
+    let health_port = free_tcp_port();
+    let health = ServerProcess::start(health_port, &dir);
+    let (inter, rise, fall) = (Duration::from_millis(200), 2u32, 2u32);
+    let proxy = Proxy::start(
+        &format!(
+            "    server active {} check port {health_port} inter {}ms rise {rise} fall {fall}
+    server b1 {} backup
+    server b2 {} backup
+",
+            active.addr,
+            inter.as_millis(),
+            b1.addr,
+            b2.addr
+        ),
+        "",
+    );
+    let get = |n: usize| all_ok(&gets(&proxy, n, &["/".to_string()]), n);
+    get(20);
+    assert_eq!((active.served(), b1.served(), b2.served()), (20, 0, 0));
+    let m = proxy.metrics();
+    assert_eq!(m["qproxy_backend_active_servers{proxy=\"app\"}"], 1);
+    assert_eq!(m["qproxy_backend_backup_servers{proxy=\"app\"}"], 2);
+
+    // Its own port still answers, but its health port does not: DOWN, and the first backup takes over.
+    health.kill();
+    wait_state(
+        &proxy,
+        "active",
+        "DOWN",
+        inter * (fall + 1) + Duration::from_secs(2),
+    );
+    get(20);
+    assert_eq!((active.served(), b1.served(), b2.served()), (20, 20, 0));
+    assert_eq!(proxy.metrics()["qproxy_backend_active_servers{proxy=\"app\"}"], 0);
+
+    let _health = ServerProcess::start(health_port, &dir);
+    wait_state(
+        &proxy,
+        "active",
+        "UP",
+        inter * (rise + 1) + Duration::from_secs(2),
+    );
+    get(20);
+    assert_eq!((active.served(), b1.served(), b2.served()), (40, 20, 0));
+    let view = proxy.stats_json();
+    assert_eq!(view["backends"][0]["servers"][1]["backup"], true);
+    proxy.assert_gauges_return_to_zero();
+}
+
+#[test]
+fn allbackups_spreads_over_every_backup_while_no_active_server_is_up() {
+    let (b1, b2) = (counting("b1", Duration::ZERO), counting("b2", Duration::ZERO));
+    let refusing = free_tcp_port(); // nothing listens there: the active server goes DOWN
+    let proxy = Proxy::start(
+        &format!(
+            "    option allbackups
+    server active 127.0.0.1:{refusing} check inter 100ms fall 1
+    server b1 {} backup
+    server b2 {} backup
+",
+            b1.addr, b2.addr
+        ),
+        "",
+    );
+    wait_state(&proxy, "active", "DOWN", Duration::from_secs(5));
+    all_ok(&gets(&proxy, 40, &["/".to_string()]), 40);
+    assert_eq!(
+        (b1.served(), b2.served()),
+        (20, 20),
+        "round robin over both backups"
+    );
+    proxy.assert_gauges_return_to_zero();
+}
+
+#[test]
 fn a_refusing_server_costs_no_failed_request_with_retries_and_redispatch() {
     let up = counting("up", Duration::ZERO);
     let refusing = free_tcp_port(); // nothing listens there

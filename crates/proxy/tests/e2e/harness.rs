@@ -311,41 +311,24 @@ pub fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
-/// The Python with aioquic, in a virtual environment made on first use (`target/e2e-venv`).
+/// The Python with aioquic, in a virtual environment made on first use (`target/e2e-venv`, by
+/// `aioquic_venv.sh`, which `cargo xtask integration` uses too).
 pub fn aioquic_python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-venv");
-            let python = venv.join("bin/python");
-            let ready = Command::new(&python)
-                .args(["-c", "import aioquic"])
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new("sh")
+                .arg(dir.join("tests/e2e/aioquic_venv.sh"))
+                .arg(dir.join("../../target/e2e-venv"))
+                .stderr(Stdio::inherit())
                 .output()
-                .is_ok_and(|o| o.status.success());
-            if !ready {
-                let made = Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(
-                    made,
-                    "python3 -m venv failed (Debian: apt-get install python3-venv)"
-                );
-                let pip = Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "aioquic",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(pip, "pip install aioquic failed (it needs PyPI)");
-            }
-            python
+                .expect("sh runs");
+            assert!(
+                out.status.success(),
+                "could not make target/e2e-venv with aioquic (the reason is above)"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         })
         .clone()
 }
