@@ -88,10 +88,11 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
         );
         for srv in b["servers"].as_array().into_iter().flatten() {
             let key = format!("{name}/{}", s(srv, "name"));
+            let backup = if srv["backup"] == true { " (backup)" } else { "" };
             let _ = writeln!(
                 out,
                 "  {:<22} {:<5} {:>6} {:>6} {:>8} {:>10.1} {:>8} {:>8.1}  {}",
-                s(srv, "name"),
+                format!("{}{backup}", s(srv, "name")),
                 s(srv, "state"),
                 n(srv, "weight"),
                 n(srv, "active"),
@@ -145,7 +146,7 @@ mod tests {
                 "requests": {"5xx": 2}, "response_time_avg_ms": 1.5,
                 "servers": [
                     {"name": "a", "state": "UP", "weight": 2, "active": 3, "requests_total": 60, "requests": {"5xx": 0}, "last_check": "passed: Layer4 check passed in 0 ms"},
-                    {"name": "b", "state": "DOWN", "weight": 1, "active": 0, "requests_total": 40, "requests": {"5xx": 2}, "last_check": "failed: Layer4 connection problem"}
+                    {"name": "b", "backup": true, "state": "DOWN", "weight": 1, "active": 0, "requests_total": 40, "requests": {"5xx": 2}, "last_check": "failed: Layer4 connection problem"}
                 ]
             }]
         });
@@ -154,7 +155,7 @@ mod tests {
         assert!(first.contains("connections 2"));
         assert!(first
             .lines()
-            .any(|l| l.contains(" b ") && l.contains("DOWN") && l.contains("connection problem")));
+            .any(|l| l.contains(" b (backup) ") && l.contains("DOWN") && l.contains("connection problem")));
         let mut later = view.clone();
         later["backends"][0]["servers"][0]["requests_total"] = 80.into();
         let second = screen(&later, &mut previous, Duration::from_secs(2));
