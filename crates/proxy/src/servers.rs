@@ -198,8 +198,10 @@ impl BackendView {
 
     /// Of those, `backup` servers (or active ones).
     pub fn servers_up_of(&self, backup: bool) -> usize {
-        let of = |s: &&Arc<ServerRuntime>| s.config.options.backup == backup;
-        self.servers.iter().filter(of).filter(|s| s.is_up()).count()
+        self.servers
+            .iter()
+            .filter(|s| s.config.options.backup == backup && s.is_up())
+            .count()
     }
 }
 

@@ -159,7 +159,7 @@ impl Worker {
         let servers = &self.runtime.backends[b].servers;
         let backup = |i: usize| servers[i].config.options.backup;
         let tier = Tier::of(
-            servers.iter().map(|s| (s.is_up(), s.config.options.backup)),
+            (0..servers.len()).map(|i| (servers[i].is_up(), backup(i))),
             settings.allbackups,
         );
         let open = |i: usize| tier.admits(i, backup(i)) && servers[i].is_up() && servers[i].has_room();
