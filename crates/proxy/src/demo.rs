@@ -86,7 +86,7 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
         "# Written by `qproxy --demo`. Copy it and point the backend at your own service.\n\
          global\n    tune.quic.fe.max-idle-timeout 30s\n\n\
          defaults\n    timeout connect 5s\n    timeout server 30s\n    option forwardfor\n\n\
-         frontend demo\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n    http-response set-header alt-svc \"h3=\\\":{port}\\\"; ma=900\"\n    default_backend origin\n\n\
+         frontend demo\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3 allow-0rtt\n    http-response set-header alt-svc \"h3=\\\":{port}\\\"; ma=900\"\n    default_backend origin\n\n\
          backend origin\n    server origin1 {origin}\n\n\
          frontend stats\n    bind 127.0.0.1:{stats_port}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
         server_pem.display()

@@ -53,6 +53,8 @@ pub const HANDSHAKES: &str = "qproxy_quic_handshakes_total";
 pub const CLOSES: &str = "qproxy_quic_closed_connections_total";
 /// Retry tokens by outcome (`result="sent"|"validated"|"rejected"`), for `quic-force-retry` binds.
 pub const RETRIES: &str = "qproxy_quic_retries_total";
+/// Requests received in 0-RTT early data, by what was done with them (`action=...`, [`EarlyData`]).
+pub const EARLY_DATA: &str = "qproxy_early_data_requests_total";
 /// QUIC packets declared lost.
 pub const PACKETS_LOST: &str = "qproxy_quic_packets_lost_total";
 /// QUIC packets retransmitted.
@@ -86,6 +88,32 @@ pub const SERVER_DOWN_TRANSITIONS: &str = "qproxy_server_down_transitions_total"
 /// Failed connections per server.
 pub const SERVER_CONNECT_ERRORS: &str = "qproxy_server_connect_errors_total";
 
+/// What happened to a request that arrived in 0-RTT early data (RFC 8470).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyData {
+    /// Forwarded before the handshake completed, with `Early-Data: 1`.
+    Forwarded,
+    /// Held until the handshake completed (a method not in `early-data-methods`, or
+    /// `http-request wait-for-handshake`).
+    Held,
+    /// Answered 425 (Too Early) by the server and sent again once the handshake completed.
+    Replayed,
+}
+
+impl EarlyData {
+    /// Every action, in the order of [`ProxyCounters::early_data`].
+    pub const ALL: [EarlyData; 3] = [EarlyData::Forwarded, EarlyData::Held, EarlyData::Replayed];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            EarlyData::Forwarded => "forwarded",
+            EarlyData::Held => "held",
+            EarlyData::Replayed => "replayed",
+        }
+    }
+}
+
 /// The proxy's own counters (the layers' are in `qcc::Counters`).
 #[derive(Debug, Default)]
 pub struct ProxyCounters {
@@ -109,9 +137,21 @@ pub struct ProxyCounters {
     pub retries: [AtomicU64; 3],
     /// Idle-time memory trims.
     pub memory_trims: AtomicU64,
+    /// Early-data requests, by [`EarlyData`] action (count with [`ProxyCounters::count_early`]).
+    early_data: [AtomicU64; 3],
 }
 
 impl ProxyCounters {
+    /// Counts one early-data request and what was done with it.
+    pub fn count_early(&self, action: EarlyData) {
+        self.early_data[action as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Early-data requests that saw `action`.
+    pub fn early(&self, action: EarlyData) -> u64 {
+        self.early_data[action as usize].load(Relaxed)
+    }
+
     /// Counts one finished request.
     pub fn count_request(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64) {
         let class = match status {
@@ -383,6 +423,16 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
         "counter",
         "Retry packets sent and their tokens' fate.",
         &retries,
+    );
+    let early: Vec<(String, u64)> = EarlyData::ALL
+        .iter()
+        .map(|a| (format!("action=\"{}\"", a.label()), p.early(*a)))
+        .collect();
+    e.labelled(
+        EARLY_DATA,
+        "counter",
+        "Requests received in 0-RTT early data: forwarded with Early-Data: 1, held until the handshake, or replayed after a 425.",
+        &early,
     );
 
     let frontends: Vec<(String, TrafficSnapshot)> = runtime

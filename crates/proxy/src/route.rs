@@ -15,7 +15,7 @@ fn host_without_port(authority: &str) -> &str {
 }
 
 fn matches(acl: &Acl, head: &RequestHead) -> bool {
-    let path = head.path.split('?').next().unwrap_or("");
+    let path = head.path().split('?').next().unwrap_or("");
     match acl {
         Acl::PathBeg(prefixes) => prefixes.iter().any(|p| path.starts_with(p.as_str())),
         Acl::Path(paths) => paths.iter().any(|p| p == path),
@@ -26,7 +26,7 @@ fn matches(acl: &Acl, head: &RequestHead) -> bool {
         } => {
             let value: Option<String> = if name == "host" {
                 // :authority stands for Host in HTTP/3; hdr(host) compares the host without its port.
-                Some(host_without_port(&head.authority).to_string())
+                Some(host_without_port(head.authority()).to_string())
             } else {
                 head.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
             };
@@ -58,15 +58,16 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn head(authority: &str, path: &str) -> RequestHead {
-        RequestHead {
-            method: "GET".into(),
-            scheme: "https".into(),
-            authority: authority.into(),
-            path: path.into(),
-            headers: vec![quiche::h3::Header::new(b"x-tier", b"gold")],
-            content_length: None,
-        }
+    fn head(authority: &str, path: &str, tier: Option<&str>) -> RequestHead {
+        use quiche::h3::Header;
+        let mut list = vec![
+            Header::new(b":method", b"GET"),
+            Header::new(b":scheme", b"https"),
+            Header::new(b":authority", authority.as_bytes()),
+            Header::new(b":path", path.as_bytes()),
+        ];
+        list.extend(tier.map(|t| Header::new(b"x-tier", t.as_bytes())));
+        RequestHead::parse(&list).unwrap()
     }
 
     #[test]
@@ -78,15 +79,14 @@ mod tests {
         let config = Config::parse(Path::new("t.cfg"), &text).unwrap();
         let f = &config.frontends[0];
         let pick = |a: &str, p: &str| {
-            config.backends[select_backend(&config, f, &head(a, p)).unwrap()]
+            config.backends[select_backend(&config, f, &head(a, p, Some("gold"))).unwrap()]
                 .name
                 .clone()
         };
         assert_eq!(pick("x.test", "/api/v1?q=1"), "api");
         assert_eq!(pick("static.test:443", "/"), "static");
         assert_eq!(pick("x.test", "/"), "gold");
-        let mut plain = head("x.test", "/");
-        plain.headers.clear();
+        let plain = head("x.test", "/", None);
         assert_eq!(
             config.backends[select_backend(&config, f, &plain).unwrap()].name,
             "nogold"

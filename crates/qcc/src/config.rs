@@ -109,13 +109,19 @@ impl ServerConfig {
         quic.set_max_ack_delay(params.max_ack_delay_ms);
         quic.set_initial_rtt(params.initial_rtt);
         quic.set_disable_active_migration(false);
-        quic.enable_early_data();
         let h3 = quiche::h3::Config::new()?;
         Ok(ServerConfig {
             quic,
             h3: Arc::new(h3),
             limits,
         })
+    }
+
+    /// Accepts 0-RTT early data from resuming clients (off unless called). Early data can be replayed by
+    /// anyone who captured it: the upper side decides which requests may act on it before the handshake
+    /// completes ([`crate::Connection::is_established`]; RFC 8470).
+    pub fn enable_early_data(&mut self) {
+        self.quic.enable_early_data();
     }
 
     /// quiche's own configuration, for settings this type does not name.

@@ -376,9 +376,11 @@ impl Connection {
                 end: !more_frames,
             }),
             Err(e) => {
-                // The upper side never saw this request: release it without an event.
-                tracing::debug!(conn = %self.conn.trace_id(), stream = id, error = %e, "malformed request");
-                self.streams.release(id, &mut self.conn, codes::H3_MESSAGE_ERROR);
+                // The upper side never saw this request: release it without an event, with the code the
+                // RFC names (H3_MESSAGE_ERROR when malformed, H3_REQUEST_REJECTED for CONNECT).
+                tracing::debug!(conn = %self.conn.trace_id(), stream = id, error = %e, "request refused");
+                let code = e.stream_code().unwrap_or(codes::H3_MESSAGE_ERROR);
+                self.streams.release(id, &mut self.conn, code);
             }
         }
     }
@@ -471,15 +473,11 @@ impl Connection {
             Some(code) => {
                 let cause = match error {
                     StreamError::Malformed(what) => AbortCause::Malformed(what),
+                    StreamError::Rejected(what) => AbortCause::Rejected(what),
                     StreamError::Stopped(c) => AbortCause::PeerStopSending(c),
                     StreamError::PeerReset(c) => AbortCause::PeerReset(c),
                     StreamError::Gone => AbortCause::TransportDiscarded,
                     StreamError::Connection(_) => unreachable!("connection errors have no stream code"),
-                };
-                let code = if matches!(cause, AbortCause::Malformed(_)) {
-                    codes::H3_MESSAGE_ERROR
-                } else {
-                    code
                 };
                 self.end_stream(id, Some(cause), code);
             }

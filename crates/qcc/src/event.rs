@@ -14,6 +14,8 @@ pub enum AbortCause {
     TransportDiscarded,
     /// The request was malformed; the stream was reset with H3_MESSAGE_ERROR.
     Malformed(&'static str),
+    /// The request was refused unprocessed (CONNECT); the stream was reset with H3_REQUEST_REJECTED.
+    Rejected(&'static str),
     /// The connection was released with the stream still open.
     ConnectionReleased,
 }

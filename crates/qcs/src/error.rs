@@ -52,6 +52,10 @@ pub enum StreamError {
     /// connection lives on.
     #[error("malformed request: {0}")]
     Malformed(&'static str),
+    /// A well-formed request qproxy does not serve (CONNECT): the stream is reset with
+    /// H3_REQUEST_REJECTED before anything processed it, and the connection lives on.
+    #[error("request rejected: {0}")]
+    Rejected(&'static str),
     /// The peer sent STOP_SENDING with this code.
     #[error("peer stopped the stream (code {0:#x})")]
     Stopped(u64),
@@ -72,6 +76,7 @@ impl StreamError {
     pub fn stream_code(&self) -> Option<u64> {
         match self {
             StreamError::Malformed(_) => Some(codes::H3_MESSAGE_ERROR),
+            StreamError::Rejected(_) => Some(codes::H3_REQUEST_REJECTED),
             StreamError::Stopped(_) | StreamError::PeerReset(_) | StreamError::Gone => {
                 Some(codes::H3_REQUEST_CANCELLED)
             }

@@ -23,7 +23,15 @@
 //!     Header::new(b":path", b"/"),
 //! ])
 //! .unwrap();
-//! assert_eq!(head.path, "/");
+//! assert_eq!(head.path(), "/");
+//! // A pseudo-header that would break the HTTP/1.1 request line is malformed.
+//! assert!(RequestHead::parse(&[
+//!     Header::new(b":method", b"GET"),
+//!     Header::new(b":scheme", b"https"),
+//!     Header::new(b":authority", b"example.com"),
+//!     Header::new(b":path", b"/ HTTP/1.1\r\nx: y"),
+//! ])
+//! .is_err());
 //! // A connection-specific header makes the request malformed (RFC 9114, 4.2).
 //! assert!(RequestHead::parse(&[Header::new(b":method", b"GET"), Header::new(b"connection", b"close")]).is_err());
 //! ```
@@ -34,6 +42,7 @@ mod head;
 mod rx;
 mod state;
 mod stream;
+mod syntax;
 
 pub use error::{codes, StreamError};
 pub use head::{RequestHead, ResponseHead};

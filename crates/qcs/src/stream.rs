@@ -135,7 +135,7 @@ impl Stream {
         more_frames: bool,
     ) -> Result<RequestHead, StreamError> {
         let head = RequestHead::parse(list)?;
-        self.content_length = head.content_length;
+        self.content_length = head.content_length();
         self.state = State::Open;
         if !more_frames {
             self.on_remote_fin()?;

@@ -91,6 +91,10 @@ pub enum Step {
     /// The attempt failed before anything reached the client or was consumed from it: the request may
     /// go to a server again ([`Exchange::into_retry`]).
     Retry(Termination),
+    /// The server answered 425 (Too Early) to a request the proxy marked `Early-Data: 1`: nothing went to
+    /// the client, and the request goes again once the client's handshake completes
+    /// ([`Exchange::into_forward`]; RFC 8470, 5.2).
+    TooEarly,
 }
 
 /// A request as an exchange forwards it, kept whole so that a failed attempt can be replayed.
@@ -112,6 +116,9 @@ pub struct Forward {
     pub idempotent: bool,
     /// Attempts left after this one (`retries`).
     pub retries_left: u32,
+    /// Forwarded before the client's handshake completed: the proxy adds `Early-Data: 1` (RFC 8470,
+    /// 5.1). False when the client sent that field itself (it then gets any 425 as it is).
+    pub early_data: bool,
 }
 
 impl Forward {
@@ -144,11 +151,33 @@ pub struct ExchangeInfo {
     pub bytes_out: u64,
 }
 
+/// The request head as a replay needs it again.
+#[derive(Debug, Clone)]
+struct Replay {
+    head: Bytes,
+    upload: UploadFraming,
+    idempotent: bool,
+    retries_left: u32,
+    early_data: bool,
+}
+
+/// The field that ends a head forwarded in early data, in place of the head's final empty line.
+const EARLY_DATA_END: &[u8] = b"early-data: 1\r\n\r\n";
+
+/// The bytes of `head` (which ends with an empty line) as they go out, with `Early-Data: 1` when asked.
+fn head_out(head: &Bytes, early_data: bool) -> VecDeque<Bytes> {
+    if early_data && head.ends_with(b"\r\n\r\n") {
+        VecDeque::from([head.slice(..head.len() - 2), Bytes::from_static(EARLY_DATA_END)])
+    } else {
+        VecDeque::from([head.clone()])
+    }
+}
+
 /// One request in flight to a backend server.
 pub struct Exchange {
     /// The HTTP/3 stream it serves.
     pub stream: u64,
-    replay: Option<(Bytes, UploadFraming, bool, u32)>,
+    replay: Option<Replay>,
     /// Backend and server indexes in the configuration.
     pub backend: usize,
     /// Server index within the backend.
@@ -177,6 +206,8 @@ pub struct Exchange {
     keep_alive: bool,
     pending: VecDeque<Bytes>,
     finished: bool,
+    /// A 425 answered a request marked `Early-Data: 1`.
+    too_early: bool,
     set_headers: Arc<[(String, String)]>,
     timeouts: (Duration, Duration),
 }
@@ -199,11 +230,19 @@ impl Exchange {
             set_headers,
             idempotent,
             retries_left,
+            early_data,
         } = forward;
         info.connected_at = connected.then_some(now);
+        let out = head_out(&head, early_data);
         Exchange {
             stream,
-            replay: Some((head.clone(), upload, idempotent, retries_left)),
+            replay: Some(Replay {
+                head,
+                upload,
+                idempotent,
+                retries_left,
+                early_data,
+            }),
             backend,
             server,
             addr,
@@ -213,8 +252,8 @@ impl Exchange {
             connect_deadline: now + timeouts.0,
             server_timeout: timeouts.1,
             last_activity: now,
-            out_len: head.len(),
-            out: VecDeque::from([head]),
+            out_len: out.iter().map(Bytes::len).sum(),
+            out,
             upload,
             client_done: upload == UploadFraming::None,
             head_buf: Vec::new(),
@@ -226,6 +265,7 @@ impl Exchange {
             keep_alive: false,
             pending: VecDeque::new(),
             finished: false,
+            too_early: false,
             set_headers,
             timeouts,
         }
@@ -233,18 +273,29 @@ impl Exchange {
 
     /// After [`Step::Retry`]: the socket to close and the request to send again, one retry spent.
     pub fn into_retry(self) -> (BackendSocket, Forward) {
-        let (head, upload, idempotent, retries_left) = self.replay.expect("Step::Retry keeps the request");
+        let (sock, mut forward) = self.into_forward();
+        forward.retries_left = forward.retries_left.saturating_sub(1);
+        (sock, forward)
+    }
+
+    /// After [`Step::TooEarly`]: the socket to close and the request to send again once the handshake
+    /// completed, without `Early-Data: 1`; no retry spent.
+    pub fn into_forward(self) -> (BackendSocket, Forward) {
+        let replay = self
+            .replay
+            .expect("Step::Retry and Step::TooEarly keep the request");
         let mut info = self.info;
         info.connected_at = None;
         let forward = Forward {
             stream: self.stream,
-            head,
-            upload,
+            head: replay.head,
+            upload: replay.upload,
             info,
             timeouts: self.timeouts,
             set_headers: self.set_headers,
-            idempotent,
-            retries_left: retries_left.saturating_sub(1),
+            idempotent: replay.idempotent,
+            retries_left: replay.retries_left,
+            early_data: false,
         };
         (self.sock, forward)
     }
@@ -252,16 +303,16 @@ impl Exchange {
     /// May a failure for `why` be retried: nothing went to the client, nothing was taken from it, and
     /// the request either never reached the server or is idempotent.
     fn may_retry(&self, why: Termination) -> bool {
-        let Some((_, _, idempotent, retries_left)) = &self.replay else {
+        let Some(replay) = &self.replay else {
             return false;
         };
         let untouched = !self.head_sent && self.head_buf.is_empty() && self.info.bytes_in == 0;
         let retryable = match why {
             Termination::ConnectFailed | Termination::ConnectTimeout => true,
-            Termination::ServerClosedEarly => *idempotent,
+            Termination::ServerClosedEarly => replay.idempotent,
             _ => false,
         };
-        *retries_left > 0 && untouched && retryable
+        replay.retries_left > 0 && untouched && retryable
     }
 
     /// The socket, for (de)registration.
@@ -330,6 +381,11 @@ impl Exchange {
         }
         if let Err(why) = self.read_backend(conn, now) {
             return self.fail(conn, why);
+        }
+        if self.too_early {
+            self.finished = true;
+            self.keep_alive = false;
+            return Step::TooEarly;
         }
         if self.backend_done && self.pending.is_empty() && !self.finished {
             let trailers = (self.framing == BodyFraming::Chunked)
@@ -466,6 +522,7 @@ impl Exchange {
                 self.head_buf.extend_from_slice(&buf);
                 match self.parse_head(conn, now)? {
                     Some(rest) => rest,
+                    None if self.too_early => return Ok(()),
                     None => continue,
                 }
             };
@@ -500,6 +557,13 @@ impl Exchange {
             self.head_buf = rest;
             if head.status < 200 {
                 continue; // Interim response (100 Continue): not forwarded.
+            }
+            // RFC 8470, 5.2: a 425 to a request the proxy itself marked `Early-Data: 1` is not the
+            // client's to see; the request goes again after the handshake, if no body was consumed.
+            let marked = self.replay.as_ref().is_some_and(|r| r.early_data);
+            if head.status == 425 && marked && self.info.bytes_in == 0 {
+                self.too_early = true;
+                return Ok(None);
             }
             let mut out = H3Response {
                 status: head.status,

@@ -83,13 +83,13 @@ pub fn hash_key(algorithm: &Balance, head: &RequestHead, client: IpAddr) -> Opti
         }),
         Balance::Uri { whole } => {
             let path = if *whole {
-                head.path.as_str()
+                head.path()
             } else {
-                head.path.split('?').next().unwrap_or("")
+                head.path().split('?').next().unwrap_or("")
             };
             Some(path.as_bytes().to_vec())
         }
-        Balance::Hdr(name) if name == "host" => Some(head.authority.as_bytes().to_vec()),
+        Balance::Hdr(name) if name == "host" => Some(head.authority().as_bytes().to_vec()),
         Balance::Hdr(name) => head.header(name).map(<[u8]>::to_vec),
         _ => None,
     }
@@ -270,14 +270,15 @@ mod tests {
 
     #[test]
     fn hashing_algorithms_take_their_key_and_fall_back_to_round_robin() {
-        let head = RequestHead {
-            method: "GET".into(),
-            scheme: "https".into(),
-            authority: "example.test".into(),
-            path: "/a/b?x=1".into(),
-            headers: vec![quiche::h3::Header::new(b"x-user", b"42")],
-            content_length: None,
-        };
+        use quiche::h3::Header;
+        let head = RequestHead::parse(&[
+            Header::new(b":method", b"GET"),
+            Header::new(b":scheme", b"https"),
+            Header::new(b":authority", b"example.test"),
+            Header::new(b":path", b"/a/b?x=1"),
+            Header::new(b"x-user", b"42"),
+        ])
+        .unwrap();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(
             hash_key(&Balance::Uri { whole: false }, &head, ip).unwrap(),

@@ -126,6 +126,35 @@ pub struct QuicBind {
     pub key: PathBuf,
     /// `quic-force-retry`: every new connection first proves its address with a Retry round trip.
     pub force_retry: bool,
+    /// `allow-0rtt`: accept 0-RTT early data (off by default: early data can be replayed).
+    pub allow_0rtt: bool,
+}
+
+/// What a frontend does with a request that arrives in 0-RTT early data, before the handshake completes
+/// (RFC 8470). Only binds with `allow-0rtt` receive any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyDataPolicy {
+    /// `http-request wait-for-handshake`: every early request waits for the handshake.
+    pub wait_for_handshake: bool,
+    /// `early-data-methods M ...`: the methods forwarded before the handshake completes (with
+    /// `Early-Data: 1`); the others wait for it. Default: GET HEAD OPTIONS.
+    pub methods: Vec<String>,
+}
+
+impl Default for EarlyDataPolicy {
+    fn default() -> Self {
+        EarlyDataPolicy {
+            wait_for_handshake: false,
+            methods: ["GET", "HEAD", "OPTIONS"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl EarlyDataPolicy {
+    /// May a request with `method` go to a server before the handshake completes?
+    pub fn forwards_early(&self, method: &str) -> bool {
+        !self.wait_for_handshake && self.methods.iter().any(|m| m == method)
+    }
 }
 
 /// A condition of `use_backend NAME if|unless { ... }`.
@@ -174,6 +203,8 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// `option forwardfor`: add X-Forwarded-For and Forwarded.
     pub forwardfor: bool,
+    /// 0-RTT: `http-request wait-for-handshake` and `early-data-methods`.
+    pub early_data: EarlyDataPolicy,
 }
 
 /// A stats frontend: `bind ADDR:PORT` (TCP) and `http-request use-service prometheus-exporter if { path /metrics }`.
@@ -455,6 +486,7 @@ impl Parser {
                             set_response_headers: Arc::new([]),
                             timeouts: self.defaults_timeouts.clone(),
                             forwardfor: self.defaults_forwardfor,
+                            early_data: EarlyDataPolicy::default(),
                         },
                         tcp_bind: None,
                         metrics_path: None,
@@ -671,7 +703,7 @@ impl Parser {
                     if target.starts_with("quic4@") != addr.is_ipv4() {
                         return Err(format!("'{target}': quic4@ takes an IPv4 address, quic6@ an IPv6 one"));
                     }
-                    let (mut cert, mut key, mut ssl, mut force_retry) = (None, None, false, false);
+                    let (mut cert, mut key, mut ssl, mut force_retry, mut allow_0rtt) = (None, None, false, false, false);
                     let mut j = 2;
                     while j < args.len() {
                         match args[j].as_str() {
@@ -691,7 +723,7 @@ impl Parser {
                                 }
                                 j += 1;
                             }
-                            "allow-0rtt" => {}
+                            "allow-0rtt" => allow_0rtt = true,
                             "quic-force-retry" => force_retry = true,
                             other => return Err(format!("unknown bind option '{other}'; expected ssl, crt FILE, key FILE, alpn h3, allow-0rtt or quic-force-retry")),
                         }
@@ -705,7 +737,7 @@ impl Parser {
                         std::fs::metadata(path).map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
                     }
                     let key = key.unwrap_or_else(|| cert.clone());
-                    self.fronts[i].front.binds.push(QuicBind { addr, cert, key, force_retry });
+                    self.fronts[i].front.binds.push(QuicBind { addr, cert, key, force_retry, allow_0rtt });
                 } else {
                     let addr = addr_arg(target, "the bind address (TCP for a stats frontend, quic4@/quic6@ for HTTP/3)")?;
                     no_more(args, 2)?;
@@ -742,8 +774,16 @@ impl Parser {
                 Ok(())
             }
             "http-request" => {
-                if need(args, 1, "an action")? != "use-service" || need(args, 2, "a service")? != "prometheus-exporter" {
-                    return Err("expected 'http-request use-service prometheus-exporter if { path /metrics }'".into());
+                const EXPECTED: &str = "expected 'http-request wait-for-handshake' or 'http-request use-service prometheus-exporter if { path /metrics }'";
+                if need(args, 1, "an action")? == "wait-for-handshake" {
+                    if args.len() > 2 {
+                        return Err("expected 'http-request wait-for-handshake' alone (it takes no condition here)".into());
+                    }
+                    self.fronts[i].front.early_data.wait_for_handshake = true;
+                    return Ok(());
+                }
+                if args[1] != "use-service" || need(args, 2, "a service")? != "prometheus-exporter" {
+                    return Err(EXPECTED.into());
                 }
                 let (acl, negate) = Self::acl(args, 3)?;
                 match (acl, negate) {
@@ -766,6 +806,14 @@ impl Parser {
                 "enable" | "refresh" | "show-legends" | "realm" | "auth" | "admin" | "hide-version" => Ok(()),
                 other => Err(format!("unknown stats keyword '{other}'; expected stats uri PATH")),
             },
+            "early-data-methods" => {
+                need(args, 1, "at least one method, such as GET HEAD OPTIONS")?;
+                if let Some(bad) = args[1..].iter().find(|m| !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+                    return Err(format!("'{bad}' is not a method; expected methods such as GET HEAD OPTIONS"));
+                }
+                self.fronts[i].front.early_data.methods = args[1..].to_vec();
+                Ok(())
+            }
             "timeout" => Self::timeout_kw(&mut self.fronts[i].front.timeouts, args),
             "option" => Self::option_kw(&mut self.fronts[i].front.forwardfor, args),
             "mode" => match need(args, 1, "a mode")? {
@@ -774,7 +822,7 @@ impl Parser {
             },
             "log" | "maxconn" => Ok(()),
             kw => Err(format!(
-                "unknown keyword '{kw}' in frontend '{}'; expected bind, default_backend, use_backend, http-response, http-request, timeout, option or mode",
+                "unknown keyword '{kw}' in frontend '{}'; expected bind, default_backend, use_backend, http-response, http-request, early-data-methods, timeout, option or mode",
                 self.fronts[i].front.name
             )),
         }
@@ -906,6 +954,25 @@ mod tests {
         assert!(!off.global.memory_trimming);
     }
 
+    #[test]
+    fn early_data_is_off_unless_a_bind_allows_it() {
+        let c = parse(&base()).unwrap();
+        let f = &c.frontends[0];
+        assert!(!f.binds[0].allow_0rtt);
+        assert!(f.early_data.forwards_early("GET") && f.early_data.forwards_early("HEAD"));
+        assert!(!f.early_data.forwards_early("POST"));
+        let text = base().replacen(
+            " alpn h3\n",
+            " alpn h3 allow-0rtt\n  early-data-methods GET\n  http-request wait-for-handshake\n",
+            1,
+        );
+        let c = parse(&text).unwrap();
+        let f = &c.frontends[0];
+        assert!(f.binds[0].allow_0rtt);
+        assert_eq!(f.early_data.methods, vec!["GET".to_string()]);
+        assert!(f.early_data.wait_for_handshake && !f.early_data.forwards_early("GET"));
+    }
+
     fn error_line(text: &str) -> (usize, String) {
         let e = parse(text).unwrap_err();
         assert_eq!(e.file, Path::new("/etc/qproxy/test.cfg"));
@@ -939,6 +1006,18 @@ mod tests {
                 "cannot read the certificate",
             ),
             (11, "  use_backend api if { path_beg }", "at least one value"),
+            (11, "  early-data-methods", "at least one method"),
+            (11, "  early-data-methods GET P@ST", "'P@ST' is not a method"),
+            (
+                11,
+                "  http-request wait-for-handshake if { path / }",
+                "takes no condition",
+            ),
+            (
+                11,
+                "  http-request deny",
+                "expected 'http-request wait-for-handshake' or",
+            ),
             (11, "  use_backend api when { path_beg /a }", "'if' or 'unless'"),
             (13, "  default_backend nowhere", "no backend named 'nowhere'"),
             (17, "  server a 127.0.0.1 weight 2", "ADDRESS:PORT"),

@@ -16,6 +16,7 @@ use super::{mark_dirty, ConnKey, SlotConn, Worker, EXCHANGE_BASE};
 use crate::access;
 use crate::backend::{h1, respond_error, BackendSocket, Exchange, ExchangeInfo, Forward, Step, Termination};
 use crate::balance::{hash_key, Load, Tier};
+use crate::metrics::EarlyData;
 use crate::route::select_backend;
 use crate::servers::{BackendRuntime, FrontendRuntime, Observed, ServerRuntime};
 
@@ -44,6 +45,12 @@ impl Queued {
     }
 }
 
+/// A request that arrived in early data and waits for its connection's handshake to complete.
+pub(super) struct AwaitingHandshake {
+    route: Route,
+    forward: Forward,
+}
+
 /// An exchange with its route and server.
 pub(super) struct Running {
     pub(super) route: Route,
@@ -67,18 +74,21 @@ impl Worker {
         let Some(slot) = self.slots.get(index) else {
             return;
         };
-        if !matches!(slot.conn, SlotConn::Live(_)) {
+        let SlotConn::Live(live) = &slot.conn else {
             return;
-        }
+        };
+        // Before the handshake completes the request came in 0-RTT early data, which anyone who captured
+        // it can replay (RFC 8470); once it completed, a replayed connection can no longer get here.
+        let early = !live.is_established();
         let config = self.config.clone();
         let f = self.listeners[slot.listener].frontend;
         let frontend = &config.frontends[f];
         let frontend_rt = self.runtime.frontends[f].clone();
         frontend_rt.traffic.begin();
         let info = ExchangeInfo {
-            method: head.method.clone(),
-            authority: head.authority.clone(),
-            path: head.path.clone(),
+            method: head.method().to_string(),
+            authority: head.authority().to_string(),
+            path: head.path().to_string(),
             started: now,
             connected_at: None,
             head_at: None,
@@ -106,11 +116,12 @@ impl Worker {
             stream,
             head: Bytes::from(request),
             upload,
-            idempotent: Forward::is_idempotent(&head.method),
+            idempotent: Forward::is_idempotent(head.method()),
             info,
             timeouts: (backend.timeouts.connect, backend.timeouts.server),
             set_headers: frontend.set_response_headers.clone(),
             retries_left: backend.settings.retries,
+            early_data: false,
         };
         let route = Route {
             conn,
@@ -119,7 +130,57 @@ impl Worker {
             key,
             tried: Vec::new(),
         };
+        if !early {
+            return self.dispatch(route, forward, now);
+        }
+        if !frontend.early_data.forwards_early(head.method()) {
+            self.proxy.count_early(EarlyData::Held);
+            return self.await_handshake(route, forward);
+        }
+        self.proxy.count_early(EarlyData::Forwarded);
+        let mut forward = forward;
+        // A client that sent Early-Data itself is an intermediary that gets any 425 as it is (RFC 8470,
+        // 5.2); the field is forwarded as it came.
+        forward.early_data = head.header("early-data").is_none();
         self.dispatch(route, forward, now);
+    }
+
+    /// Holds a request until its connection's handshake completes ([`Worker::after_handshake`]).
+    fn await_handshake(&mut self, route: Route, forward: Forward) {
+        match self.slots.get_mut(route.conn.index) {
+            Some(slot) if slot.serial == route.conn.serial => {
+                slot.awaiting_handshake.push(AwaitingHandshake { route, forward });
+            }
+            _ => self.fail_request(route, forward, Termination::ClientAborted, None),
+        }
+    }
+
+    /// The connection's handshake completed: the requests held for it go to their servers.
+    pub(super) fn after_handshake(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let established = matches!(&slot.conn, SlotConn::Live(c) if c.is_established());
+        if !established || slot.awaiting_handshake.is_empty() {
+            return;
+        }
+        for held in std::mem::take(&mut slot.awaiting_handshake) {
+            self.dispatch(held.route, held.forward, now);
+        }
+    }
+
+    /// Drops the requests held for the handshake of a connection (`stream: None`) or of one stream.
+    pub(super) fn drop_awaiting(&mut self, index: usize, stream: Option<u64>) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let (gone, kept) = std::mem::take(&mut slot.awaiting_handshake)
+            .into_iter()
+            .partition(|h| stream.is_none_or(|s| s == h.forward.stream));
+        slot.awaiting_handshake = kept;
+        for held in gone {
+            self.fail_request(held.route, held.forward, Termination::ClientAborted, None);
+        }
     }
 
     /// Sends a request to a server, queues it when every usable server is full, or answers 503.
@@ -285,7 +346,30 @@ impl Worker {
             Step::Finished { reusable } => self.end_exchange(ex, Termination::Normal, reusable),
             Step::Failed(why) => self.end_exchange(ex, why, false),
             Step::Retry(why) => self.retry_exchange(ex, why, now),
+            Step::TooEarly => self.replay_after_handshake(ex, now),
         }
+    }
+
+    /// A server answered 425 (Too Early) to a request marked `Early-Data: 1`: the request goes again,
+    /// unmarked, once the client's handshake completed (RFC 8470, 5.2); the 425 never reaches the client.
+    fn replay_after_handshake(&mut self, ex: usize, now: Instant) {
+        let Some(Running {
+            route,
+            server,
+            exchange,
+        }) = self.unlink(ex)
+        else {
+            return;
+        };
+        server.traffic.abandon();
+        server.observe(Observed::Fine);
+        self.proxy.count_early(EarlyData::Replayed);
+        let (sock, forward) = exchange.into_forward();
+        drop(sock);
+        let conn = route.conn;
+        self.await_handshake(route, forward);
+        self.after_handshake(conn.index, now);
+        self.drain_queue(&server.backend, now);
     }
 
     /// Takes an exchange out of the tables (socket deregistered, stream unlinked).

@@ -33,7 +33,7 @@ use crate::memory::IdleTrim;
 use crate::metrics::ProxyCounters;
 use crate::retry::RetryTokens;
 use crate::servers::{Runtime, SharedRuntime};
-use dispatch::{Queues, Running};
+use dispatch::{AwaitingHandshake, Queues, Running};
 
 /// The signals token.
 const SIGNALS: Token = Token(1 << 20);
@@ -69,6 +69,8 @@ struct Slot {
     peer: SocketAddr,
     trace: String,
     exchanges: HashMap<u64, usize>,
+    /// Requests that came in early data and wait for the handshake to complete.
+    awaiting_handshake: Vec<AwaitingHandshake>,
     dirty: bool,
 }
 
@@ -157,8 +159,12 @@ fn quic_settings(config: &Config, frontend: usize) -> (TransportParams, Limits) 
 
 fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> Result<ServerConfig> {
     let (params, limits) = quic_settings(config, frontend);
-    ServerConfig::new(&bind.cert, &bind.key, &params, limits)
-        .with_context(|| format!("TLS setup for {} ({})", bind.addr, bind.cert.display()))
+    let mut tls = ServerConfig::new(&bind.cert, &bind.key, &params, limits)
+        .with_context(|| format!("TLS setup for {} ({})", bind.addr, bind.cert.display()))?;
+    if bind.allow_0rtt {
+        tls.enable_early_data();
+    }
+    Ok(tls)
 }
 
 impl Worker {
@@ -435,6 +441,7 @@ impl Worker {
             peer,
             trace,
             exchanges: HashMap::new(),
+            awaiting_handshake: Vec::new(),
             dirty: false,
         });
         self.router.insert(dcid, index);
@@ -501,11 +508,13 @@ impl Worker {
                     if let Some(serial) = self.slots.get(index).map(|s| s.serial) {
                         self.unqueue(ConnKey { index, serial }, Some(stream));
                     }
+                    self.drop_awaiting(index, Some(stream));
                 }
                 Event::GoAway => {}
                 Event::Dead => self.release(index, now),
             }
         }
+        self.after_handshake(index, now);
     }
 
     /// `Connection::release`, the only way a connection ends; its exchanges are dropped first.
@@ -518,6 +527,7 @@ impl Worker {
             index,
             serial: slot.serial,
         };
+        self.drop_awaiting(index, None);
         for ex in exchanges {
             self.end_exchange(ex, Termination::ClientAborted, false);
         }

@@ -7,6 +7,8 @@ With --out DIR the body of request i on connection c is written to DIR/c-i. --re
 connection to a new local port once N response bytes arrived and adds {"conn": c, "rebound": true|false}.
 Abort modes: --stop-after N sends STOP_SENDING once N response bytes arrived; --reset-after N sends only
 N request body bytes, then RESET_STREAM; --close-after N closes the connection once N bytes arrived.
+--raw FILE sends, one after the other on one connection, the header sections listed in FILE (JSON: a list
+of lists of [name, value] pairs, sent exactly as given, pseudo-headers included), each with no body.
 """
 
 import argparse
@@ -79,11 +81,14 @@ class Client(QuicConnectionProtocol):
 
     def start(self, method, url, body, reset_after):
         u = urlparse(url)
-        stream_id = self._quic.get_next_available_stream_id()
         headers = [(b":method", method.encode()), (b":scheme", b"https"), (b":authority", u.netloc.encode()),
                    (b":path", (u.path or "/").encode() + (b"?" + u.query.encode() if u.query else b""))]
         if body is not None:
             headers.append((b"content-length", str(len(body)).encode()))
+        return self.send(headers, body, reset_after)
+
+    def send(self, headers, body=None, reset_after=None):
+        stream_id = self._quic.get_next_available_stream_id()
         s = {"status": None, "body": bytearray(), "reset": None, "error": None, "stopped": False,
              "trailers": {}, "done": asyncio.get_running_loop().create_future()}
         self.streams[stream_id] = s
@@ -119,7 +124,17 @@ async def one_connection(args, conn_index, body, ticket=None, tickets=None):
         client.stop_after, client.close_after = args.stop_after, args.close_after
         if args.key_update:
             client._quic.request_key_update()
-        streams = [client.start(args.method, url, body, args.reset_after) for url in args.urls]
+        if args.raw:
+            streams = []
+            for fields in json.load(open(args.raw)):
+                s = client.send([(n.encode(), v.encode()) for n, v in fields])
+                streams.append(s)
+                try:
+                    await asyncio.wait_for(s["done"], args.timeout)
+                except asyncio.TimeoutError:
+                    s["error"] = "timeout"
+        else:
+            streams = [client.start(args.method, url, body, args.reset_after) for url in args.urls]
         rebound = asyncio.ensure_future(rebind(client, args.rebind_after)) if args.rebind_after else None
         try:
             await asyncio.wait_for(asyncio.gather(*(s["done"] for s in streams)), args.timeout)
@@ -172,7 +187,8 @@ async def main():
     p.add_argument("--key-update", action="store_true", help="update keys right after the handshake")
     p.add_argument("--resume", action="store_true",
                    help="connect once for a session ticket, then again with it (0-RTT requests); reports resumption")
-    p.add_argument("urls", nargs="+")
+    p.add_argument("--raw", help="JSON file of header sections to send as they are, one after the other")
+    p.add_argument("urls", nargs="*")
     args = p.parse_args()
     body = open(args.data, "rb").read() if args.data else None
     if args.resume:

@@ -62,12 +62,33 @@ impl Proxy {
 
     /// Like `start`, with the `global` and `defaults` section bodies given.
     pub fn start_with(backend_servers: &str, frontend_extra: &str, global: &str, defaults: &str) -> Proxy {
+        Proxy::launch("", backend_servers, frontend_extra, global, defaults)
+    }
+
+    /// Like `start`, with options added to the QUIC `bind` line (such as `allow-0rtt`).
+    pub fn start_bind(bind_options: &str, backend_servers: &str, frontend_extra: &str) -> Proxy {
+        Proxy::launch(
+            bind_options,
+            backend_servers,
+            frontend_extra,
+            "    tune.quic.fe.max-idle-timeout 10s\n",
+            "    timeout connect 2s\n    timeout server 2s\n",
+        )
+    }
+
+    fn launch(
+        bind_options: &str,
+        backend_servers: &str,
+        frontend_extra: &str,
+        global: &str,
+        defaults: &str,
+    ) -> Proxy {
         let dir = scratch();
         let (_ca, pem) = qproxy::demo::write_certificates(&dir).unwrap();
         let (port, stats) = (free_udp_port(), free_tcp_port());
         let config = format!(
             "global\n{global}\ndefaults\n{defaults}\n\
-             frontend web\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3\n{frontend_extra}    default_backend app\n\n\
+             frontend web\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3 {bind_options}\n{frontend_extra}    default_backend app\n\n\
              backend app\n{backend_servers}\n\
              frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
             pem.display()

@@ -9,3 +9,4 @@ mod lifecycle;
 mod origins;
 mod proxying;
 mod quinn_client;
+mod security;

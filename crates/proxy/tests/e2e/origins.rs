@@ -122,3 +122,69 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// An origin that keeps every request head it receives, byte for byte, and answers each `200 ok` (or,
+/// with `too_early`, `425` to a head that carries `early-data: 1`). Request bodies framed by
+/// content-length are read and kept too.
+pub struct Recording {
+    pub addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Recording {
+    /// Every request head received, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// Every byte received, over every connection.
+    pub fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.raw.lock().unwrap()).into_owned()
+    }
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts a recording origin.
+pub fn recording(too_early: bool) -> Recording {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = Recording {
+        addr: listener.local_addr().unwrap(),
+        heads: Arc::default(),
+        raw: Arc::default(),
+    };
+    let (heads, raw) = (origin.heads.clone(), origin.raw.clone());
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let (heads, raw) = (heads.clone(), raw.clone());
+            std::thread::spawn(move || {
+                let mut s = s;
+                while let Some(head) = read_head(&mut s) {
+                    let mut body = vec![0u8; content_length(&head)];
+                    if std::io::Read::read_exact(&mut s, &mut body).is_err() {
+                        return;
+                    }
+                    raw.lock().unwrap().extend(head.as_bytes().iter().chain(&body));
+                    let early = head.to_ascii_lowercase().contains("\r\nearly-data: 1\r\n");
+                    heads.lock().unwrap().push(head);
+                    let answer: &[u8] = if too_early && early {
+                        b"HTTP/1.1 425 Too Early\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if s.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    origin
+}

@@ -214,7 +214,7 @@ impl App {
     fn on_event(&mut self, conn: &mut Connection, event: Event) {
         match event {
             Event::Request { stream, head, .. } => {
-                let path = head.path.clone();
+                let path = head.path().to_string();
                 self.requests.push((stream, head));
                 let num = |p: &str| {
                     p.rsplit('/')
@@ -942,7 +942,7 @@ impl Pair {
             self.client.local_error(),
             self.client.peer_error(),
             self.counters.snapshot(),
-            self.app.requests.iter().map(|(id, h)| (id, h.path.clone())).collect::<Vec<_>>(),
+            self.app.requests.iter().map(|(id, h)| (id, h.path().to_string())).collect::<Vec<_>>(),
         )
     }
 

@@ -27,6 +27,54 @@ fn a_malformed_request_gets_h3_message_error_and_the_connection_lives_on() {
     pair.assert_idle();
 }
 
+/// Sends a header section exactly as given (quiche's client does not check it).
+fn send_raw(pair: &mut Pair, fields: &[(&str, &str)]) -> u64 {
+    let headers: Vec<quiche::h3::Header> = fields
+        .iter()
+        .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
+        .collect();
+    let h3 = pair.client_h3.as_mut().unwrap();
+    let id = h3.send_request(&mut pair.client, &headers, true).unwrap();
+    pair.client_state.responses.insert(id, Default::default());
+    id
+}
+
+#[test]
+fn smuggling_pseudo_headers_are_malformed_and_connect_is_rejected() {
+    let mut pair = Pair::established(Setup::default());
+    let base = |path: &'static str, authority: &'static str| {
+        [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", authority),
+            (":path", path),
+        ]
+    };
+    let smuggle = send_raw(
+        &mut pair,
+        &base("/x HTTP/1.1\r\nhost: a\r\n\r\nGET /y", "localhost"),
+    );
+    let inject = send_raw(&mut pair, &base("/x", "localhost\r\nx-injected: 1"));
+    let connect = send_raw(
+        &mut pair,
+        &[(":method", "CONNECT"), (":authority", "example.com:443")],
+    );
+    let ids = [smuggle, inject, connect];
+    assert!(pair.run_until(|p| ids.iter().all(|id| p.response(*id).reset.is_some())));
+    assert_eq!(pair.response(smuggle).reset, Some(codes::H3_MESSAGE_ERROR));
+    assert_eq!(pair.response(inject).reset, Some(codes::H3_MESSAGE_ERROR));
+    assert_eq!(pair.response(connect).reset, Some(codes::H3_REQUEST_REJECTED));
+    assert!(
+        pair.app.requests.is_empty(),
+        "a refused request reached the upper side"
+    );
+    let good = pair.request("GET", "/bytes/10", None);
+    assert!(pair.run_until(|p| p.response(good).finished));
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
+}
+
 #[test]
 fn a_body_longer_than_content_length_is_malformed() {
     let mut pair = Pair::established(Setup::default());
