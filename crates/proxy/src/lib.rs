@@ -1,21 +1,18 @@
 //! qproxy: an HTTP/3 (QUIC) reverse proxy in front of HTTP/1.1 services.
 //!
-//! The binary (`src/main.rs`) is thin: it parses the command line, loads the configuration
-//! ([`config::Config`]) and runs a [`worker::Worker`]. The layers below are the `qcc`, `qcs` and
+//! The binary (`src/main.rs`) only parses the command line: it loads a [`config::Config`] and calls
+//! [`serve`], or runs one of the [`tools`]. Inside, along the path of a request: `worker` (the mio event
+//! loop: sockets, connections, the request path), `frontend` (client-side rules and Retry tokens),
+//! `upstream` (exchanges with HTTP/1.1 servers, balancing, health, live state) and `telemetry`
+//! (counters, Prometheus, the JSON view, the access log). The layers below are the `qcc`, `qcs` and
 //! `qc-stream` crates.
 
-pub mod access;
-pub mod backend;
-pub mod balance;
 pub mod config;
-pub mod demo;
-pub mod health;
-pub mod memory;
-pub mod metrics;
-pub mod retry;
-pub mod route;
-pub mod servers;
-pub mod stats;
-pub mod top;
-pub mod traffic;
-pub mod worker;
+mod frontend;
+mod serve;
+mod telemetry;
+pub mod tools;
+mod upstream;
+mod worker;
+
+pub use serve::{serve, Exit};

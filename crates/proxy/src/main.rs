@@ -2,16 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use parking_lot::RwLock;
 use qproxy::config::Config;
-use qproxy::metrics::ProxyCounters;
-use qproxy::servers::Runtime;
-use qproxy::stats::Sources;
-use qproxy::worker::{Exit, Worker};
+use qproxy::Exit;
 
 /// An HTTP/3 (QUIC) reverse proxy in front of HTTP/1.1 services, configured like HAProxy.
 #[derive(Parser, Debug)]
@@ -69,7 +63,7 @@ fn main() -> ExitCode {
         once,
     }) = &cli.command
     {
-        return match qproxy::top::run(
+        return match qproxy::tools::top::run(
             stats,
             std::time::Duration::from_secs_f64(interval.max(0.1)),
             *once,
@@ -108,7 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .demo_dir
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("qproxy-demo"));
-            let demo = qproxy::demo::prepare(&dir, cli.demo_port)?;
+            let demo = qproxy::tools::demo::prepare(&dir, cli.demo_port)?;
             // One write, and a closed stdout is no reason to stop: the banner is for a human, the proxy
             // runs on without it.
             let banner = format!(
@@ -142,34 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("Configuration file is valid");
         return Ok(ExitCode::SUCCESS);
     }
-    if config.global.nbthread > 1 {
-        tracing::warn!(
-            nbthread = config.global.nbthread,
-            "this version runs one worker; nbthread is accepted for compatibility"
-        );
-    }
-    let config = Arc::new(config);
-    let counters = Arc::new(qcc::Counters::default());
-    let proxy = Arc::new(ProxyCounters::default());
-    let runtime = Arc::new(RwLock::new(Arc::new(Runtime::new(&config, None))));
-    let sources = Sources {
-        layers: counters.clone(),
-        proxy: proxy.clone(),
-        runtime: runtime.clone(),
-    };
-    for stats in &config.stats {
-        let addr = qproxy::stats::spawn(stats, sources.clone())
-            .with_context(|| format!("stats frontend '{}' on {}", stats.name, stats.addr))?;
-        let paths = [&stats.metrics_path, &stats.stats_path];
-        let paths: Vec<&str> = paths.iter().filter_map(|p| p.as_deref()).collect();
-        tracing::info!(%addr, paths = %paths.join(" "), "stats listener ready");
-    }
-    let mut worker = Worker::new(config, Some(path), counters, proxy, runtime)?;
-    for addr in worker.local_addrs() {
-        tracing::info!(%addr, "listening for HTTP/3");
-    }
-    match worker.run()? {
-        Exit::Graceful => Ok(ExitCode::SUCCESS),
-        Exit::Forced => Ok(ExitCode::SUCCESS),
+    match qproxy::serve(config, Some(path))? {
+        Exit::Graceful | Exit::Forced => Ok(ExitCode::SUCCESS),
     }
 }

@@ -83,11 +83,6 @@ impl Closing {
         self.conn.is_closed()
     }
 
-    /// Bytes the released descriptors still wait for (sent, not acknowledged).
-    pub fn outstanding(&self) -> usize {
-        self.descs.iter().map(ReleasedDesc::outstanding).sum()
-    }
-
     /// The transport, for statistics.
     pub fn transport(&self) -> &Transport {
         &self.conn

@@ -734,16 +734,6 @@ impl Connection {
 }
 
 impl Connection {
-    /// Read-only view of a stream's state, for tests and diagnostics.
-    pub fn stream_state(&mut self, stream: u64) -> Option<qcs::State> {
-        self.streams.get_mut(stream).map(|s| s.state())
-    }
-
-    /// Request body bytes received on a stream so far.
-    pub fn stream_body_received(&mut self, stream: u64) -> Option<u64> {
-        self.streams.get_mut(stream).map(|s| s.body_received())
-    }
-
     /// Which wait lists hold a stream: send, flow control, Tx budget, Rx. For tests.
     #[cfg(feature = "test-hooks")]
     pub fn wait_lists_of(&self, stream: u64) -> [bool; 4] {
@@ -764,11 +754,6 @@ impl Connection {
     /// True when events wait for `poll_event`.
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
-    }
-
-    /// True when something is queued for the transport.
-    pub fn has_pending_tx(&self) -> bool {
-        !self.streams.wait.send.is_empty()
     }
 }
 

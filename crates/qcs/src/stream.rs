@@ -254,13 +254,6 @@ impl Stream {
         self.fin_queued = true;
     }
 
-    /// True when something queued waits for the transport.
-    pub fn has_pending_tx(&self) -> bool {
-        self.head_out.is_some()
-            || (self.head_sent && self.desc.as_ref().is_some_and(|d| d.queued() > 0))
-            || (self.head_sent && self.fin_queued && !self.fin_sent)
-    }
-
     /// Bytes queued for the transport and not accepted yet.
     pub fn queued_tx(&self) -> usize {
         self.desc.as_ref().map_or(0, |d| d.queued())
@@ -410,15 +403,6 @@ impl Stream {
             let _ = conn.stream_shutdown(self.id, Shutdown::Read, code);
         }
         self.state = State::Reset;
-    }
-
-    /// Stops reading a request whose response is complete (STOP_SENDING with H3_NO_ERROR, RFC 9114, 4.1).
-    pub fn stop_reading(&mut self, conn: &mut Transport) {
-        if !self.rx_fin {
-            let _ = conn.stream_shutdown(self.id, Shutdown::Read, crate::codes::H3_NO_ERROR);
-            self.rx_fin = true;
-            self.state = self.state.on_remote_fin();
-        }
     }
 
     /// Ends the stream: releases its descriptor (trimming unsent bytes) and returns it with the upper

@@ -6,7 +6,8 @@
 //! fire due timers, then process every connection marked dirty (events, then transmit), then collect
 //! closed ones.
 
-mod dispatch;
+mod idle_trim;
+mod request;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -25,15 +26,15 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::backend::{Pool, Termination};
-use crate::balance::Balancer;
 use crate::config::{Config, QuicBind};
-use crate::health::HealthChecks;
-use crate::memory::IdleTrim;
-use crate::metrics::ProxyCounters;
-use crate::retry::RetryTokens;
-use crate::servers::{Runtime, SharedRuntime};
-use dispatch::{AwaitingHandshake, Queues, Running};
+use crate::frontend::retry_token::RetryTokens;
+use crate::telemetry::prometheus::ProxyCounters;
+use crate::upstream::balance::Balancer;
+use crate::upstream::health::HealthChecks;
+use crate::upstream::live::{Runtime, SharedRuntime};
+use crate::upstream::{Pool, Termination};
+use crate::worker::idle_trim::IdleTrim;
+use request::{AwaitingHandshake, Queues, Running};
 
 /// The signals token.
 const SIGNALS: Token = Token(1 << 20);
@@ -90,7 +91,7 @@ pub enum Exit {
 }
 
 /// The event loop.
-pub struct Worker {
+pub(crate) struct Worker {
     poll: Poll,
     listeners: Vec<Listener>,
     slots: Slab<Slot>,
@@ -169,7 +170,7 @@ fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> Result<Serve
 
 impl Worker {
     /// Binds every frontend's listeners and prepares the loop.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         config_path: Option<PathBuf>,
         counters: Arc<Counters>,
@@ -236,12 +237,12 @@ impl Worker {
     }
 
     /// The addresses the listeners are bound to (a port 0 in the config becomes a real port here).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.local).collect()
     }
 
     /// Runs until a stop signal has drained every connection (or a second signal / hard-stop-after).
-    pub fn run(&mut self) -> Result<Exit> {
+    pub(crate) fn run(&mut self) -> Result<Exit> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -640,7 +641,7 @@ impl Worker {
     }
 
     /// Graceful stop: GOAWAY to every client, no new connection, requests in flight finish.
-    pub fn begin_stop(&mut self, now: Instant) {
+    pub(crate) fn begin_stop(&mut self, now: Instant) {
         let hard = self.config.global.hard_stop_after.map(|d| now + d);
         tracing::info!(connections = self.slots.len(), "stopping: GOAWAY to every client");
         self.stop_deadline = Some(hard);

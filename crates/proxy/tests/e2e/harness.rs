@@ -84,7 +84,7 @@ impl Proxy {
         defaults: &str,
     ) -> Proxy {
         let dir = scratch();
-        let (_ca, pem) = qproxy::demo::write_certificates(&dir).unwrap();
+        let (_ca, pem) = qproxy::tools::demo::write_certificates(&dir).unwrap();
         let (port, stats) = (free_udp_port(), free_tcp_port());
         let config = format!(
             "global\n{global}\ndefaults\n{defaults}\n\

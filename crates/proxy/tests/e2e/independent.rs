@@ -6,7 +6,7 @@ use std::io::Read;
 use crate::harness::{aioquic, file, origin, origin_bytes, read_head, scratch, Proxy};
 
 fn demo_origin() -> String {
-    let addr = qproxy::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
     format!("    server o1 {addr}\n")
 }
 

@@ -7,7 +7,7 @@ use crate::harness::{origin_bytes, Proxy};
 
 #[test]
 fn quinn_and_h3_get_byte_exact_bodies_and_echo_an_upload() {
-    let origin = qproxy::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
+    let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
     let proxy = Proxy::start(&format!("    server o1 {origin}\n"), "");
     let sizes = [0usize, 1, 50_000, 5_000_000];
     let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();

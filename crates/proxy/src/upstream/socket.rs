@@ -5,28 +5,28 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::metrics::ProxyCounters;
+use crate::telemetry::prometheus::ProxyCounters;
 
 /// A backend connection; the open-sockets gauge counts it until it is dropped.
-pub struct BackendSocket {
+pub(crate) struct BackendSocket {
     stream: TcpStream,
     counters: Arc<ProxyCounters>,
 }
 
 impl BackendSocket {
     /// Wraps a new connection (connecting or connected).
-    pub fn new(stream: TcpStream, counters: Arc<ProxyCounters>) -> Self {
+    pub(crate) fn new(stream: TcpStream, counters: Arc<ProxyCounters>) -> Self {
         counters.backend_sockets.fetch_add(1, Relaxed);
         BackendSocket { stream, counters }
     }
 
     /// The stream.
-    pub fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
     /// The stream, mutably (reads, writes, registration).
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
 }

@@ -11,23 +11,23 @@ use qcc::Counters;
 use serde_json::{json, Value};
 
 use crate::config::StatsFrontend;
-use crate::metrics::{render, ProxyCounters};
-use crate::servers::{Runtime, SharedRuntime};
-use crate::traffic::{TrafficSnapshot, STATUS_CLASSES};
+use crate::telemetry::prometheus::{render, ProxyCounters};
+use crate::telemetry::traffic::{TrafficSnapshot, STATUS_CLASSES};
+use crate::upstream::live::{Runtime, SharedRuntime};
 
 /// What the stats listener reads.
 #[derive(Clone)]
-pub struct Sources {
+pub(crate) struct Sources {
     /// The layers' counters.
-    pub layers: Arc<Counters>,
+    pub(crate) layers: Arc<Counters>,
     /// The proxy's own counters.
-    pub proxy: Arc<ProxyCounters>,
+    pub(crate) proxy: Arc<ProxyCounters>,
     /// Frontends, backends and servers.
-    pub runtime: SharedRuntime,
+    pub(crate) runtime: SharedRuntime,
 }
 
 /// Binds the stats frontend's address and serves it until the process ends.
-pub fn spawn(frontend: &StatsFrontend, sources: Sources) -> std::io::Result<SocketAddr> {
+pub(crate) fn spawn(frontend: &StatsFrontend, sources: Sources) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(frontend.addr)?;
     let local = listener.local_addr()?;
     let paths = (frontend.metrics_path.clone(), frontend.stats_path.clone());
@@ -107,7 +107,7 @@ fn merge(mut base: Value, extra: Value) -> Value {
 }
 
 /// The JSON view of `stats uri`.
-pub fn json_view(layers: &Counters, proxy: &ProxyCounters, runtime: &Runtime) -> Value {
+pub(crate) fn json_view(layers: &Counters, proxy: &ProxyCounters, runtime: &Runtime) -> Value {
     let s = layers.snapshot();
     let frontends: Vec<Value> = runtime
         .frontends

@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 32 * 1024;
 
 /// Why an exchange ended, in HAProxy's two-letter termination state style (first: who, second: when).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Termination {
+pub(crate) enum Termination {
     /// `--`: normal end.
     Normal,
     /// `SC`: the backend refused or failed the connection (503).
@@ -51,7 +51,7 @@ pub enum Termination {
 
 impl Termination {
     /// The two letters of the access log.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Termination::Normal => "--",
             Termination::ConnectFailed => "SC",
@@ -67,7 +67,7 @@ impl Termination {
     }
 
     /// The status to answer with when no response head went out yet.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Termination::ConnectFailed | Termination::ConnectTimeout | Termination::QueueTimeout => 503,
             Termination::ServerTimeout | Termination::ServerTimeoutBody => 504,
@@ -78,7 +78,7 @@ impl Termination {
 
 /// What [`Exchange::progress`] concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Waiting for a socket or the client.
     Continue,
     /// The response is complete; the socket may be reused when `reusable`.
@@ -97,58 +97,67 @@ pub enum Step {
     TooEarly,
 }
 
+/// `timeout connect` and `timeout server` of the backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExchangeTimeouts {
+    /// Until the TCP connection is up.
+    pub(crate) connect: Duration,
+    /// Without a byte from the server while waiting for it.
+    pub(crate) server: Duration,
+}
+
 /// A request as an exchange forwards it, kept whole so that a failed attempt can be replayed.
 #[derive(Debug, Clone)]
-pub struct Forward {
+pub(crate) struct Forward {
     /// The HTTP/3 stream it serves.
-    pub stream: u64,
+    pub(crate) stream: u64,
     /// The HTTP/1.1 request head.
-    pub head: Bytes,
+    pub(crate) head: Bytes,
     /// How the body goes to the backend.
-    pub upload: UploadFraming,
+    pub(crate) upload: UploadFraming,
     /// Access-log facts.
-    pub info: ExchangeInfo,
+    pub(crate) info: ExchangeInfo,
     /// `timeout connect` and `timeout server`.
-    pub timeouts: (Duration, Duration),
+    pub(crate) timeouts: ExchangeTimeouts,
     /// `http-response set-header` of the frontend.
-    pub set_headers: Arc<[(String, String)]>,
+    pub(crate) set_headers: Arc<[(String, String)]>,
     /// A method that may be sent twice (RFC 9110, 9.2.2).
-    pub idempotent: bool,
+    pub(crate) idempotent: bool,
     /// Attempts left after this one (`retries`).
-    pub retries_left: u32,
+    pub(crate) retries_left: u32,
     /// Forwarded before the client's handshake completed: the proxy adds `Early-Data: 1` (RFC 8470,
     /// 5.1). False when the client sent that field itself (it then gets any 425 as it is).
-    pub early_data: bool,
+    pub(crate) early_data: bool,
 }
 
 impl Forward {
     /// Is `method` idempotent (RFC 9110, 9.2.2)?
-    pub fn is_idempotent(method: &str) -> bool {
+    pub(crate) fn is_idempotent(method: &str) -> bool {
         matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
     }
 }
 
 /// What the access log needs about an exchange.
 #[derive(Debug, Clone)]
-pub struct ExchangeInfo {
+pub(crate) struct ExchangeInfo {
     /// `:method`.
-    pub method: String,
+    pub(crate) method: String,
     /// `:authority`.
-    pub authority: String,
+    pub(crate) authority: String,
     /// `:path`.
-    pub path: String,
+    pub(crate) path: String,
     /// When the request head arrived.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// When the backend connection was up.
-    pub connected_at: Option<Instant>,
+    pub(crate) connected_at: Option<Instant>,
     /// When the response head arrived.
-    pub head_at: Option<Instant>,
+    pub(crate) head_at: Option<Instant>,
     /// The status sent to the client.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Request body bytes.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Response body bytes.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
 }
 
 /// The request head as a replay needs it again.
@@ -174,18 +183,16 @@ fn head_out(head: &Bytes, early_data: bool) -> VecDeque<Bytes> {
 }
 
 /// One request in flight to a backend server.
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// The HTTP/3 stream it serves.
-    pub stream: u64,
+    pub(crate) stream: u64,
     replay: Option<Replay>,
-    /// Backend and server indexes in the configuration.
-    pub backend: usize,
     /// Server index within the backend.
-    pub server: usize,
+    pub(crate) server: usize,
     /// The server's address (for the pool).
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Access-log facts.
-    pub info: ExchangeInfo,
+    pub(crate) info: ExchangeInfo,
     sock: BackendSocket,
     connected: bool,
     connect_deadline: Instant,
@@ -209,14 +216,15 @@ pub struct Exchange {
     /// A 425 answered a request marked `Early-Data: 1`.
     too_early: bool,
     set_headers: Arc<[(String, String)]>,
-    timeouts: (Duration, Duration),
+    timeouts: ExchangeTimeouts,
 }
 
 impl Exchange {
     /// Starts forwarding `forward` on `sock` (connecting, or connected when it came from the pool).
-    pub fn new(
+    pub(crate) fn new(
         forward: Forward,
-        (backend, server, addr): (usize, usize, SocketAddr),
+        server: usize,
+        addr: SocketAddr,
         sock: BackendSocket,
         connected: bool,
         now: Instant,
@@ -243,14 +251,13 @@ impl Exchange {
                 retries_left,
                 early_data,
             }),
-            backend,
             server,
             addr,
             info,
             sock,
             connected,
-            connect_deadline: now + timeouts.0,
-            server_timeout: timeouts.1,
+            connect_deadline: now + timeouts.connect,
+            server_timeout: timeouts.server,
             last_activity: now,
             out_len: out.iter().map(Bytes::len).sum(),
             out,
@@ -272,7 +279,7 @@ impl Exchange {
     }
 
     /// After [`Step::Retry`]: the socket to close and the request to send again, one retry spent.
-    pub fn into_retry(self) -> (BackendSocket, Forward) {
+    pub(crate) fn into_retry(self) -> (BackendSocket, Forward) {
         let (sock, mut forward) = self.into_forward();
         forward.retries_left = forward.retries_left.saturating_sub(1);
         (sock, forward)
@@ -280,7 +287,7 @@ impl Exchange {
 
     /// After [`Step::TooEarly`]: the socket to close and the request to send again once the handshake
     /// completed, without `Early-Data: 1`; no retry spent.
-    pub fn into_forward(self) -> (BackendSocket, Forward) {
+    pub(crate) fn into_forward(self) -> (BackendSocket, Forward) {
         let replay = self
             .replay
             .expect("Step::Retry and Step::TooEarly keep the request");
@@ -316,17 +323,17 @@ impl Exchange {
     }
 
     /// The socket, for (de)registration.
-    pub fn socket_mut(&mut self) -> &mut BackendSocket {
+    pub(crate) fn socket_mut(&mut self) -> &mut BackendSocket {
         &mut self.sock
     }
 
     /// Gives the socket back (to pool or drop it) once the exchange is over.
-    pub fn into_socket(self) -> BackendSocket {
+    pub(crate) fn into_socket(self) -> BackendSocket {
         self.sock
     }
 
     /// When the exchange times out, if it can.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         if !self.connected {
             return Some(self.connect_deadline);
         }
@@ -336,7 +343,7 @@ impl Exchange {
     }
 
     /// The deadline passed.
-    pub fn on_timeout(&mut self, conn: &mut Connection) -> Step {
+    pub(crate) fn on_timeout(&mut self, conn: &mut Connection) -> Step {
         let why = if !self.connected {
             Termination::ConnectTimeout
         } else if !self.head_sent {
@@ -348,7 +355,7 @@ impl Exchange {
     }
 
     /// Does everything that can be done now.
-    pub fn progress(&mut self, conn: &mut Connection, now: Instant) -> Step {
+    pub(crate) fn progress(&mut self, conn: &mut Connection, now: Instant) -> Step {
         if self.finished {
             return Step::Finished {
                 reusable: self.reusable(),
@@ -637,7 +644,7 @@ impl Exchange {
 
     /// Ends the exchange on an error: a retry when allowed, an error status if no head went out, else a
     /// stream reset.
-    pub fn fail(&mut self, conn: &mut Connection, why: Termination) -> Step {
+    pub(crate) fn fail(&mut self, conn: &mut Connection, why: Termination) -> Step {
         self.finished = true;
         self.keep_alive = false;
         if why == Termination::ClientAborted {
@@ -658,7 +665,7 @@ impl Exchange {
 }
 
 /// Answers a stream with an error status and a short text body.
-pub fn respond_error(conn: &mut Connection, stream: u64, status: u16) {
+pub(crate) fn respond_error(conn: &mut Connection, stream: u64, status: u16) {
     let reason = match status {
         502 => "Bad Gateway",
         503 => "Service Unavailable",

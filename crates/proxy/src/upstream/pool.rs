@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::socket::BackendSocket;
-use crate::metrics::ProxyCounters;
+use crate::telemetry::prometheus::ProxyCounters;
 
 /// Idle connections kept per server.
 const MAX_IDLE_PER_SERVER: usize = 32;
@@ -16,14 +16,14 @@ const MAX_IDLE_PER_SERVER: usize = 32;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Idle, connected backend sockets, deregistered from the event loop.
-pub struct Pool {
+pub(crate) struct Pool {
     idle: HashMap<SocketAddr, Vec<(BackendSocket, Instant)>>,
     counters: Arc<ProxyCounters>,
 }
 
 impl Pool {
     /// An empty pool counting its idle sockets into `counters`.
-    pub fn new(counters: Arc<ProxyCounters>) -> Self {
+    pub(crate) fn new(counters: Arc<ProxyCounters>) -> Self {
         Pool {
             idle: HashMap::new(),
             counters,
@@ -39,7 +39,7 @@ impl Pool {
     }
 
     /// A live idle connection to `addr`, if one is left. Sockets the server closed meanwhile are dropped.
-    pub fn checkout(&mut self, addr: SocketAddr) -> Option<BackendSocket> {
+    pub(crate) fn checkout(&mut self, addr: SocketAddr) -> Option<BackendSocket> {
         let list = self.idle.get_mut(&addr)?;
         let mut found = None;
         while let Some((sock, _)) = list.pop() {
@@ -57,7 +57,7 @@ impl Pool {
     }
 
     /// Keeps a connection for reuse.
-    pub fn checkin(&mut self, addr: SocketAddr, sock: BackendSocket, now: Instant) {
+    pub(crate) fn checkin(&mut self, addr: SocketAddr, sock: BackendSocket, now: Instant) {
         let list = self.idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_SERVER {
             list.push((sock, now));
@@ -66,7 +66,7 @@ impl Pool {
     }
 
     /// Closes idle connections older than [`IDLE_TIMEOUT`].
-    pub fn prune(&mut self, now: Instant) {
+    pub(crate) fn prune(&mut self, now: Instant) {
         for list in self.idle.values_mut() {
             list.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
         }
@@ -75,7 +75,7 @@ impl Pool {
     }
 
     /// Closes every idle connection.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.idle.clear();
         self.publish();
     }

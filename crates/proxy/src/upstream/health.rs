@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Config, HttpCheck};
-use crate::servers::{Runtime, ServerRuntime};
+use crate::upstream::live::{Runtime, ServerRuntime};
 
 /// The running checks of one configuration.
 #[derive(Debug)]
-pub struct HealthChecks {
+pub(crate) struct HealthChecks {
     // Never sent on: dropping it disconnects every checker, which then stops.
     _stop: Sender<()>,
     checked: usize,
@@ -22,7 +22,7 @@ pub struct HealthChecks {
 
 impl HealthChecks {
     /// Starts a checker for every server with `check`.
-    pub fn start(config: &Config, runtime: &Runtime) -> std::io::Result<HealthChecks> {
+    pub(crate) fn start(config: &Config, runtime: &Runtime) -> std::io::Result<HealthChecks> {
         let (stop, stopped) = crossbeam_channel::bounded(0);
         let mut checked = 0;
         for (backend, state) in config.backends.iter().zip(&runtime.backends) {
@@ -47,7 +47,7 @@ impl HealthChecks {
     }
 
     /// Servers being checked.
-    pub fn checked(&self) -> usize {
+    pub(crate) fn checked(&self) -> usize {
         self.checked
     }
 }

@@ -20,7 +20,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// How a request body is framed towards the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadFraming {
+pub(crate) enum UploadFraming {
     /// No body.
     None,
     /// `content-length` from the client.
@@ -31,15 +31,15 @@ pub enum UploadFraming {
 
 /// Where the request came from, for `option forwardfor`.
 #[derive(Debug, Clone, Copy)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// The client's address.
-    pub client: IpAddr,
+    pub(crate) client: IpAddr,
 }
 
 /// The request head sent to the backend, and how its body is framed. Every byte of it comes from a
 /// [`RequestHead`], which only the HTTP/3 parser builds after checking each value against the syntax of
 /// the place it lands in here (token, path, authority, field value), or from the proxy itself.
-pub fn encode_request(
+pub(crate) fn encode_request(
     head: &RequestHead,
     end: bool,
     forwarded: Option<Forwarded>,
@@ -111,7 +111,7 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// A chunk of request body in chunked encoding (`last` adds the terminating chunk).
-pub fn encode_chunk(data: &[u8], last: bool) -> Vec<u8> {
+pub(crate) fn encode_chunk(data: &[u8], last: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 16);
     if !data.is_empty() {
         out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -126,7 +126,7 @@ pub fn encode_chunk(data: &[u8], last: bool) -> Vec<u8> {
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
+pub(crate) enum BodyFraming {
     /// No body (HEAD, 204, 304).
     Empty,
     /// `content-length`.
@@ -139,20 +139,20 @@ pub enum BodyFraming {
 
 /// A parsed response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
+pub(crate) struct ResponseHead {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Fields for the HTTP/3 client: names lower-case, hop-by-hop fields removed.
-    pub headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
     /// Body framing.
-    pub framing: BodyFraming,
+    pub(crate) framing: BodyFraming,
     /// The server allows the connection to be reused.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// Why a response cannot be proxied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     /// Not HTTP/1.x, or a broken head.
     #[error("malformed response head: {0}")]
     Malformed(String),
@@ -162,12 +162,12 @@ pub enum ResponseError {
 }
 
 /// Largest response head accepted.
-pub const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// Parses a response head from the start of `buf`. `Ok(None)`: incomplete. On success returns the head and
 /// its length in bytes. Interim 1xx responses (other than 101) are skipped by returning them with
 /// `status < 200`; the caller drops them and parses again.
-pub fn parse_response(
+pub(crate) fn parse_response(
     buf: &[u8],
     request_method: &str,
 ) -> Result<Option<(ResponseHead, usize)>, ResponseError> {
@@ -252,7 +252,7 @@ pub fn parse_response(
 
 /// Incremental decoder of a chunked body.
 #[derive(Debug, Clone, Default)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: ChunkState,
     /// The chunk size being read (hex digits may span reads).
     size: u64,
@@ -276,13 +276,13 @@ enum ChunkState {
 
 /// What one call to [`ChunkedDecoder::decode`] produced.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// Body bytes, as ranges of the input.
-    pub data: Vec<std::ops::Range<usize>>,
+    pub(crate) data: Vec<std::ops::Range<usize>>,
     /// Bytes of the input consumed.
-    pub consumed: usize,
+    pub(crate) consumed: usize,
     /// The last chunk and the trailer section are complete.
-    pub done: bool,
+    pub(crate) done: bool,
 }
 
 impl ChunkedDecoder {
@@ -301,7 +301,7 @@ impl ChunkedDecoder {
     }
 
     /// Decodes as much of `input` as it can.
-    pub fn decode(&mut self, input: &[u8]) -> Result<Decoded, ResponseError> {
+    pub(crate) fn decode(&mut self, input: &[u8]) -> Result<Decoded, ResponseError> {
         let mut out = Decoded::default();
         let mut i = 0;
         while i < input.len() && self.state != ChunkState::Done {
@@ -375,7 +375,7 @@ impl ChunkedDecoder {
     }
 
     /// The trailer fields, once done (names lower-case).
-    pub fn trailers(&self) -> Vec<Header> {
+    pub(crate) fn trailers(&self) -> Vec<Header> {
         let text = String::from_utf8_lossy(&self.trailers);
         text.lines()
             .filter_map(|l| l.split_once(':'))

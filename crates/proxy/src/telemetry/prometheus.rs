@@ -6,91 +6,91 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use qcc::{Snapshot, CLOSE_CAUSES};
 
-use crate::servers::Runtime;
-use crate::traffic::{TrafficSnapshot, RESPONSE_TIME_BUCKETS, STATUS_CLASSES};
+use crate::telemetry::traffic::{TrafficSnapshot, RESPONSE_TIME_BUCKETS, STATUS_CLASSES};
+use crate::upstream::live::Runtime;
 
 /// Live HTTP/3 connections (qcc).
-pub const CONNECTIONS: &str = "qproxy_quic_connections";
+pub(crate) const CONNECTIONS: &str = "qproxy_quic_connections";
 /// HTTP/3 connections accepted since start.
-pub const CONNECTIONS_TOTAL: &str = "qproxy_quic_connections_total";
+pub(crate) const CONNECTIONS_TOTAL: &str = "qproxy_quic_connections_total";
 /// Released connections whose transport is still closing.
-pub const CLOSING: &str = "qproxy_quic_closing_connections";
+pub(crate) const CLOSING: &str = "qproxy_quic_closing_connections";
 /// Live request streams (qcs).
-pub const STREAMS: &str = "qproxy_h3_streams";
+pub(crate) const STREAMS: &str = "qproxy_h3_streams";
 /// Request streams since start.
-pub const STREAMS_TOTAL: &str = "qproxy_h3_streams_total";
+pub(crate) const STREAMS_TOTAL: &str = "qproxy_h3_streams_total";
 /// Live stream descriptors, by phase (attached / released).
-pub const DESCRIPTORS: &str = "qproxy_stream_descriptors";
+pub(crate) const DESCRIPTORS: &str = "qproxy_stream_descriptors";
 /// Stream descriptors since start.
-pub const DESCRIPTORS_TOTAL: &str = "qproxy_stream_descriptors_total";
+pub(crate) const DESCRIPTORS_TOTAL: &str = "qproxy_stream_descriptors_total";
 /// Tx budget bytes in use over all connections.
-pub const TX_BUDGET_BYTES: &str = "qproxy_tx_budget_bytes";
+pub(crate) const TX_BUDGET_BYTES: &str = "qproxy_tx_budget_bytes";
 /// Times a stream waited for Tx budget room.
-pub const TX_BUDGET_WAITS: &str = "qproxy_tx_budget_waits_total";
+pub(crate) const TX_BUDGET_WAITS: &str = "qproxy_tx_budget_waits_total";
 /// Wake-ups that found their target gone.
-pub const STALE_WAKEUPS: &str = "qproxy_stale_wakeups_total";
+pub(crate) const STALE_WAKEUPS: &str = "qproxy_stale_wakeups_total";
 /// Releases out of the documented order (must be 0).
-pub const OUT_OF_ORDER: &str = "qproxy_out_of_order_releases_total";
+pub(crate) const OUT_OF_ORDER: &str = "qproxy_out_of_order_releases_total";
 /// Open TCP sockets to backends, by state (active: serving a request; idle: in the keep-alive pool).
-pub const BACKEND_SOCKETS: &str = "qproxy_backend_sockets";
+pub(crate) const BACKEND_SOCKETS: &str = "qproxy_backend_sockets";
 /// Backend exchanges in progress.
-pub const EXCHANGES: &str = "qproxy_backend_exchanges";
+pub(crate) const EXCHANGES: &str = "qproxy_backend_exchanges";
 /// Responses sent, by status class.
-pub const REQUESTS_TOTAL: &str = "qproxy_http_requests_total";
+pub(crate) const REQUESTS_TOTAL: &str = "qproxy_http_requests_total";
 /// Request body bytes received from clients.
-pub const BYTES_IN: &str = "qproxy_http_request_bytes_total";
+pub(crate) const BYTES_IN: &str = "qproxy_http_request_bytes_total";
 /// Response body bytes sent to clients.
-pub const BYTES_OUT: &str = "qproxy_http_response_bytes_total";
+pub(crate) const BYTES_OUT: &str = "qproxy_http_response_bytes_total";
 /// Connection IDs the router knows (two per connection until it is gone).
-pub const CID_ROUTES: &str = "qproxy_cid_routes";
+pub(crate) const CID_ROUTES: &str = "qproxy_cid_routes";
 /// Times an idle worker gave freed memory back to the system.
-pub const MEMORY_TRIMS: &str = "qproxy_memory_trims_total";
+pub(crate) const MEMORY_TRIMS: &str = "qproxy_memory_trims_total";
 /// Backend connection attempts that failed.
-pub const CONNECT_ERRORS: &str = "qproxy_backend_connect_errors_total";
+pub(crate) const CONNECT_ERRORS: &str = "qproxy_backend_connect_errors_total";
 /// Ended QUIC connections by handshake result (`result="ok"|"failed"`).
-pub const HANDSHAKES: &str = "qproxy_quic_handshakes_total";
+pub(crate) const HANDSHAKES: &str = "qproxy_quic_handshakes_total";
 /// Ended QUIC connections by cause.
-pub const CLOSES: &str = "qproxy_quic_closed_connections_total";
+pub(crate) const CLOSES: &str = "qproxy_quic_closed_connections_total";
 /// Retry tokens by outcome (`result="sent"|"validated"|"rejected"`), for `quic-force-retry` binds.
-pub const RETRIES: &str = "qproxy_quic_retries_total";
+pub(crate) const RETRIES: &str = "qproxy_quic_retries_total";
 /// Requests received in 0-RTT early data, by what was done with them (`action=...`, [`EarlyData`]).
-pub const EARLY_DATA: &str = "qproxy_early_data_requests_total";
+pub(crate) const EARLY_DATA: &str = "qproxy_early_data_requests_total";
 /// QUIC packets declared lost.
-pub const PACKETS_LOST: &str = "qproxy_quic_packets_lost_total";
+pub(crate) const PACKETS_LOST: &str = "qproxy_quic_packets_lost_total";
 /// QUIC packets retransmitted.
-pub const PACKETS_RETRANSMITTED: &str = "qproxy_quic_packets_retransmitted_total";
+pub(crate) const PACKETS_RETRANSMITTED: &str = "qproxy_quic_packets_retransmitted_total";
 /// Requests per frontend, backend or server, by status class (prefix `qproxy_{frontend,backend,server}_`).
-pub const OBJECT_RESPONSES: &str = "http_responses_total";
+pub(crate) const OBJECT_RESPONSES: &str = "http_responses_total";
 /// Request body bytes per object.
-pub const OBJECT_BYTES_IN: &str = "bytes_in_total";
+pub(crate) const OBJECT_BYTES_IN: &str = "bytes_in_total";
 /// Response body bytes per object.
-pub const OBJECT_BYTES_OUT: &str = "bytes_out_total";
+pub(crate) const OBJECT_BYTES_OUT: &str = "bytes_out_total";
 /// Requests in flight per object.
-pub const OBJECT_CURRENT: &str = "current_requests";
+pub(crate) const OBJECT_CURRENT: &str = "current_requests";
 /// Time from request to response head, per object (histogram).
-pub const OBJECT_RESPONSE_TIME: &str = "response_time_seconds";
+pub(crate) const OBJECT_RESPONSE_TIME: &str = "response_time_seconds";
 /// Requests waiting in a backend's queue.
-pub const BACKEND_QUEUE: &str = "qproxy_backend_current_queue";
+pub(crate) const BACKEND_QUEUE: &str = "qproxy_backend_current_queue";
 /// Retries per backend.
-pub const BACKEND_RETRIES: &str = "qproxy_backend_retries_total";
+pub(crate) const BACKEND_RETRIES: &str = "qproxy_backend_retries_total";
 /// Retries sent to another server, per backend.
-pub const BACKEND_REDISPATCHES: &str = "qproxy_backend_redispatches_total";
+pub(crate) const BACKEND_REDISPATCHES: &str = "qproxy_backend_redispatches_total";
 /// Active (non-backup) servers UP per backend.
-pub const BACKEND_SERVERS_UP: &str = "qproxy_backend_active_servers";
+pub(crate) const BACKEND_SERVERS_UP: &str = "qproxy_backend_active_servers";
 /// Backup servers UP per backend.
-pub const BACKEND_BACKUPS_UP: &str = "qproxy_backend_backup_servers";
+pub(crate) const BACKEND_BACKUPS_UP: &str = "qproxy_backend_backup_servers";
 /// 1 when a server is UP, 0 when DOWN.
-pub const SERVER_UP: &str = "qproxy_server_up";
+pub(crate) const SERVER_UP: &str = "qproxy_server_up";
 /// Health checks per server (`result="passed"|"failed"`).
-pub const SERVER_CHECKS: &str = "qproxy_server_check_results_total";
+pub(crate) const SERVER_CHECKS: &str = "qproxy_server_check_results_total";
 /// Times a server went DOWN.
-pub const SERVER_DOWN_TRANSITIONS: &str = "qproxy_server_down_transitions_total";
+pub(crate) const SERVER_DOWN_TRANSITIONS: &str = "qproxy_server_down_transitions_total";
 /// Failed connections per server.
-pub const SERVER_CONNECT_ERRORS: &str = "qproxy_server_connect_errors_total";
+pub(crate) const SERVER_CONNECT_ERRORS: &str = "qproxy_server_connect_errors_total";
 
 /// What happened to a request that arrived in 0-RTT early data (RFC 8470).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EarlyData {
+pub(crate) enum EarlyData {
     /// Forwarded before the handshake completed, with `Early-Data: 1`.
     Forwarded,
     /// Held until the handshake completed (a method not in `early-data-methods`, or
@@ -102,10 +102,10 @@ pub enum EarlyData {
 
 impl EarlyData {
     /// Every action, in the order of [`ProxyCounters::early_data`].
-    pub const ALL: [EarlyData; 3] = [EarlyData::Forwarded, EarlyData::Held, EarlyData::Replayed];
+    pub(crate) const ALL: [EarlyData; 3] = [EarlyData::Forwarded, EarlyData::Held, EarlyData::Replayed];
 
     /// The metric label value.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             EarlyData::Forwarded => "forwarded",
             EarlyData::Held => "held",
@@ -116,44 +116,44 @@ impl EarlyData {
 
 /// The proxy's own counters (the layers' are in `qcc::Counters`).
 #[derive(Debug, Default)]
-pub struct ProxyCounters {
+pub(crate) struct ProxyCounters {
     /// Open backend sockets (in use or idle).
-    pub backend_sockets: AtomicU64,
+    pub(crate) backend_sockets: AtomicU64,
     /// Of those, idle in the keep-alive pool.
-    pub backend_sockets_idle: AtomicU64,
+    pub(crate) backend_sockets_idle: AtomicU64,
     /// Exchanges in progress.
-    pub exchanges: AtomicU64,
+    pub(crate) exchanges: AtomicU64,
     /// Responses by status class: index 0 for 1xx ... 4 for 5xx, 5 for "none" (aborted before a status).
-    pub requests: [AtomicU64; 6],
+    pub(crate) requests: [AtomicU64; 6],
     /// Request body bytes.
-    pub bytes_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
     /// Response body bytes.
-    pub bytes_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     /// Failed backend connections.
-    pub connect_errors: AtomicU64,
+    pub(crate) connect_errors: AtomicU64,
     /// Connection IDs in the router.
-    pub cid_routes: AtomicU64,
+    pub(crate) cid_routes: AtomicU64,
     /// Retry packets sent, tokens validated, tokens rejected.
-    pub retries: [AtomicU64; 3],
+    pub(crate) retries: [AtomicU64; 3],
     /// Idle-time memory trims.
-    pub memory_trims: AtomicU64,
+    pub(crate) memory_trims: AtomicU64,
     /// Early-data requests, by [`EarlyData`] action (count with [`ProxyCounters::count_early`]).
     early_data: [AtomicU64; 3],
 }
 
 impl ProxyCounters {
     /// Counts one early-data request and what was done with it.
-    pub fn count_early(&self, action: EarlyData) {
+    pub(crate) fn count_early(&self, action: EarlyData) {
         self.early_data[action as usize].fetch_add(1, Relaxed);
     }
 
     /// Early-data requests that saw `action`.
-    pub fn early(&self, action: EarlyData) -> u64 {
+    pub(crate) fn early(&self, action: EarlyData) -> u64 {
         self.early_data[action as usize].load(Relaxed)
     }
 
     /// Counts one finished request.
-    pub fn count_request(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64) {
+    pub(crate) fn count_request(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64) {
         let class = match status {
             Some(s @ 100..=599) => usize::from(s / 100 - 1),
             _ => 5,
@@ -256,7 +256,7 @@ fn label(value: &str) -> String {
 }
 
 /// The Prometheus text exposition (format 0.0.4).
-pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> String {
+pub(crate) fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> String {
     let mut e = Exposition {
         out: String::with_capacity(16 * 1024),
     };
@@ -448,7 +448,7 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
         .map(|b| (backend_label(&b.backend.name), b.backend.traffic.snapshot()))
         .collect();
     e.traffic("backend", &backends);
-    let per_backend = |get: &dyn Fn(&crate::servers::BackendView) -> u64| -> Vec<(String, u64)> {
+    let per_backend = |get: &dyn Fn(&crate::upstream::live::BackendView) -> u64| -> Vec<(String, u64)> {
         runtime
             .backends
             .iter()
@@ -501,7 +501,7 @@ pub fn render(layers: &Snapshot, proxy: &ProxyCounters, runtime: &Runtime) -> St
         .map(|(l, s)| (l.clone(), s.traffic.snapshot()))
         .collect();
     e.traffic("server", &traffic);
-    let per_server = |get: &dyn Fn(&crate::servers::ServerRuntime) -> u64| -> Vec<(String, u64)> {
+    let per_server = |get: &dyn Fn(&crate::upstream::live::ServerRuntime) -> u64| -> Vec<(String, u64)> {
         servers.iter().map(|(l, s)| (l.clone(), get(s))).collect()
     };
     e.labelled(

@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the response-time histogram's buckets; the last bucket is +Inf.
-pub const RESPONSE_TIME_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(crate) const RESPONSE_TIME_BUCKETS: [f64; 11] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The status classes counted, in order (`none`: the request ended before any status went out).
-pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+pub(crate) const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 /// Counters of one proxy object.
 #[derive(Debug, Default)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     requests: [AtomicU64; 6],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -23,24 +24,24 @@ pub struct Traffic {
 
 /// A copy of a [`Traffic`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct TrafficSnapshot {
+pub(crate) struct TrafficSnapshot {
     /// Requests by status class, in [`STATUS_CLASSES`] order.
-    pub requests: [u64; 6],
+    pub(crate) requests: [u64; 6],
     /// Request body bytes.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Response body bytes.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Requests in flight.
-    pub active: u64,
+    pub(crate) active: u64,
     /// Response times per bucket (not cumulative), the last one above every bound.
-    pub response_time_buckets: [u64; RESPONSE_TIME_BUCKETS.len() + 1],
+    pub(crate) response_time_buckets: [u64; RESPONSE_TIME_BUCKETS.len() + 1],
     /// Sum of the response times, in seconds.
-    pub response_time_sum: f64,
+    pub(crate) response_time_sum: f64,
 }
 
 impl TrafficSnapshot {
     /// Requests of every class.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.requests.iter().sum()
     }
 }
@@ -54,23 +55,23 @@ fn class(status: Option<u16>) -> usize {
 
 impl Traffic {
     /// A request starts.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.active.fetch_add(1, Relaxed);
     }
 
     /// A request started with [`Traffic::begin`] leaves without being counted (it is retried elsewhere).
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         self.active.fetch_sub(1, Relaxed);
     }
 
     /// A request started with [`Traffic::begin`] ends.
-    pub fn end(&self, status: Option<u16>, bytes: (u64, u64), response_time: Option<Duration>) {
+    pub(crate) fn end(&self, status: Option<u16>, bytes: (u64, u64), response_time: Option<Duration>) {
         self.active.fetch_sub(1, Relaxed);
         self.count(status, bytes, response_time);
     }
 
     /// Counts a finished request (one that never was in flight here, or at its end).
-    pub fn count(
+    pub(crate) fn count(
         &self,
         status: Option<u16>,
         (bytes_in, bytes_out): (u64, u64),
@@ -92,12 +93,12 @@ impl Traffic {
     }
 
     /// Requests in flight.
-    pub fn active(&self) -> u64 {
+    pub(crate) fn active(&self) -> u64 {
         self.active.load(Relaxed)
     }
 
     /// The counters now.
-    pub fn snapshot(&self) -> TrafficSnapshot {
+    pub(crate) fn snapshot(&self) -> TrafficSnapshot {
         TrafficSnapshot {
             requests: std::array::from_fn(|i| self.requests[i].load(Relaxed)),
             bytes_in: self.bytes_in.load(Relaxed),

@@ -11,7 +11,7 @@ use rcgen::{
     PKCS_ECDSA_P256_SHA256,
 };
 
-use crate::backend::h1::ChunkedDecoder;
+use crate::upstream::h1::ChunkedDecoder;
 
 /// What the demo prepared.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ const MAGIC: &[u8; 4] = b"qpr1";
 const LIFETIME: Duration = Duration::from_secs(10);
 
 /// Issues and checks Retry tokens.
-pub struct RetryTokens {
+pub(crate) struct RetryTokens {
     key: hmac::Key,
 }
 
@@ -44,13 +44,13 @@ fn signed_part(issued: u64, odcid: &[u8], peer: SocketAddr) -> Vec<u8> {
 
 impl RetryTokens {
     /// With a fresh random key.
-    pub fn new() -> Result<Self, ring::error::Unspecified> {
+    pub(crate) fn new() -> Result<Self, ring::error::Unspecified> {
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())?;
         Ok(RetryTokens { key })
     }
 
     /// A token for `peer`, whose first Initial went to `odcid`.
-    pub fn mint(&self, peer: SocketAddr, odcid: &[u8], now: SystemTime) -> Vec<u8> {
+    pub(crate) fn mint(&self, peer: SocketAddr, odcid: &[u8], now: SystemTime) -> Vec<u8> {
         let issued = secs(now);
         let mut token = signed_part(issued, odcid, peer);
         // The address is not carried: the client's must match when the token comes back.
@@ -64,7 +64,7 @@ impl RetryTokens {
     }
 
     /// The original destination CID when `token` was issued by us to `peer` and has not expired.
-    pub fn validate(&self, peer: SocketAddr, token: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+    pub(crate) fn validate(&self, peer: SocketAddr, token: &[u8], now: SystemTime) -> Option<Vec<u8>> {
         let rest = token.strip_prefix(MAGIC)?;
         let issued = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
         let len = usize::from(*rest.get(8)?);

@@ -13,12 +13,14 @@ use mio::{Interest, Token};
 use qcc::RequestHead;
 
 use super::{mark_dirty, ConnKey, SlotConn, Worker, EXCHANGE_BASE};
-use crate::access;
-use crate::backend::{h1, respond_error, BackendSocket, Exchange, ExchangeInfo, Forward, Step, Termination};
-use crate::balance::{hash_key, Load, Tier};
-use crate::metrics::EarlyData;
-use crate::route::select_backend;
-use crate::servers::{BackendRuntime, FrontendRuntime, Observed, ServerRuntime};
+use crate::frontend::rules::select_backend;
+use crate::telemetry::access_log;
+use crate::telemetry::prometheus::EarlyData;
+use crate::upstream::balance::{hash_key, Load, Tier};
+use crate::upstream::live::{BackendRuntime, FrontendRuntime, Observed, ServerRuntime};
+use crate::upstream::{
+    h1, respond_error, BackendSocket, Exchange, ExchangeInfo, ExchangeTimeouts, Forward, Step, Termination,
+};
 
 /// Where a request goes and where it has been: everything but the request itself.
 pub(super) struct Route {
@@ -118,7 +120,10 @@ impl Worker {
             upload,
             idempotent: Forward::is_idempotent(head.method()),
             info,
-            timeouts: (backend.timeouts.connect, backend.timeouts.server),
+            timeouts: ExchangeTimeouts {
+                connect: backend.timeouts.connect,
+                server: backend.timeouts.server,
+            },
             set_headers: frontend.set_response_headers.clone(),
             retries_left: backend.settings.retries,
             early_data: false,
@@ -268,7 +273,7 @@ impl Worker {
         server.traffic.begin();
         let stream = forward.stream;
         let conn = route.conn;
-        let exchange = Exchange::new(forward, (b, s, addr), sock, connected, now);
+        let exchange = Exchange::new(forward, s, addr, sock, connected, now);
         let ex = self.exchanges.insert(Running {
             route,
             server,
@@ -469,7 +474,7 @@ impl Worker {
             Some(slot) => (slot.peer.to_string(), slot.trace.as_str()),
             None => ("-".into(), "-"),
         };
-        access::log(&peer, trace, stream, info, server, why.code(), Instant::now());
+        access_log::log(&peer, trace, stream, info, server, why.code(), Instant::now());
     }
 
     /// Answers a request that never reached a server with the error `why` calls for.
@@ -520,7 +525,7 @@ impl Worker {
         }
         frontend.traffic.end(info.status, (0, 0), None);
         self.proxy.count_request(info.status, 0, 0);
-        access::log(
+        access_log::log(
             &slot.peer.to_string(),
             &slot.trace,
             stream,

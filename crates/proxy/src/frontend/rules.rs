@@ -43,7 +43,7 @@ fn matches(acl: &Acl, head: &RequestHead) -> bool {
 }
 
 /// The backend index for a request on `frontend`, or `None` when no rule and no default apply.
-pub fn select_backend(config: &Config, frontend: &Frontend, head: &RequestHead) -> Option<usize> {
+pub(crate) fn select_backend(config: &Config, frontend: &Frontend, head: &RequestHead) -> Option<usize> {
     let name = frontend
         .rules
         .iter()

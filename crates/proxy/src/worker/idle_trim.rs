@@ -14,14 +14,14 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One worker's trimming state.
 #[derive(Debug)]
-pub struct IdleTrim {
+pub(crate) struct IdleTrim {
     /// Set while the worker is busy: memory was allocated and freed since the last trim.
     owed: bool,
     not_before: Instant,
 }
 
 impl IdleTrim {
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         IdleTrim {
             owed: false,
             not_before: now,
@@ -29,7 +29,7 @@ impl IdleTrim {
     }
 
     /// Called at the end of every loop turn. Returns true when it trimmed.
-    pub fn after_turn(&mut self, idle: bool, enabled: bool, now: Instant) -> bool {
+    pub(crate) fn after_turn(&mut self, idle: bool, enabled: bool, now: Instant) -> bool {
         if !idle {
             self.owed = true;
             return false;
@@ -44,7 +44,7 @@ impl IdleTrim {
     }
 
     /// When the loop must wake up to trim (a trim owed but held back by the interval).
-    pub fn deadline(&self, idle: bool, enabled: bool) -> Option<Instant> {
+    pub(crate) fn deadline(&self, idle: bool, enabled: bool) -> Option<Instant> {
         (idle && self.owed && enabled).then_some(self.not_before)
     }
 }

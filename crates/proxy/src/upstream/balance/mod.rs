@@ -13,18 +13,18 @@ use roundrobin::RoundRobin;
 
 /// One server as the balancer sees it at pick time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
+pub(crate) struct Load {
     /// UP, below its `maxconn`, and not excluded by a retry.
-    pub usable: bool,
+    pub(crate) usable: bool,
     /// Requests in flight.
-    pub active: u64,
+    pub(crate) active: u64,
 }
 
 /// Which servers of a backend take traffic now, by HAProxy's rule for `backup` servers: the active
 /// (non-backup) servers while one of them is UP; else the first backup server that is UP, or every UP
 /// backup under `option allbackups`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
+pub(crate) enum Tier {
     /// The active servers.
     Active,
     /// Every backup server (`option allbackups`).
@@ -35,7 +35,7 @@ pub enum Tier {
 
 impl Tier {
     /// From each server's (UP, backup) state, in configuration order.
-    pub fn of(servers: impl IntoIterator<Item = (bool, bool)>, allbackups: bool) -> Tier {
+    pub(crate) fn of(servers: impl IntoIterator<Item = (bool, bool)>, allbackups: bool) -> Tier {
         let mut first_backup = None;
         for (i, (up, backup)) in servers.into_iter().enumerate() {
             match (up, backup) {
@@ -52,7 +52,7 @@ impl Tier {
     }
 
     /// Server `i`, a backup server or not, is in this tier.
-    pub fn admits(self, i: usize, backup: bool) -> bool {
+    pub(crate) fn admits(self, i: usize, backup: bool) -> bool {
         match self {
             Tier::Active => !backup,
             Tier::Backups => backup,
@@ -63,7 +63,7 @@ impl Tier {
 
 /// The balancing state of one backend.
 #[derive(Debug)]
-pub struct Balancer {
+pub(crate) struct Balancer {
     algorithm: Balance,
     weights: Vec<u32>,
     seeds: Vec<u64>,
@@ -75,7 +75,7 @@ pub struct Balancer {
 
 /// The key a hashing algorithm hashes for a request; `None` when it does not hash or the key is absent
 /// (then the pick falls back to round robin, as HAProxy does for a missing header).
-pub fn hash_key(algorithm: &Balance, head: &RequestHead, client: IpAddr) -> Option<Vec<u8>> {
+pub(crate) fn hash_key(algorithm: &Balance, head: &RequestHead, client: IpAddr) -> Option<Vec<u8>> {
     match algorithm {
         Balance::Source => Some(match client {
             IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -97,7 +97,7 @@ pub fn hash_key(algorithm: &Balance, head: &RequestHead, client: IpAddr) -> Opti
 
 impl Balancer {
     /// For `backend`'s servers, with its algorithm.
-    pub fn new(backend: &Backend, seed: u64) -> Self {
+    pub(crate) fn new(backend: &Backend, seed: u64) -> Self {
         Balancer {
             algorithm: backend.settings.balance.clone(),
             weights: backend.servers.iter().map(|s| s.options.weight).collect(),
@@ -114,7 +114,7 @@ impl Balancer {
 
     /// The server for a request with hash `key`, among `loads` (one per server, in order); `None` when
     /// no server is usable.
-    pub fn pick(&mut self, loads: &[Load], key: Option<&[u8]>) -> Option<usize> {
+    pub(crate) fn pick(&mut self, loads: &[Load], key: Option<&[u8]>) -> Option<usize> {
         let usable = |i: usize| loads.get(i).is_some_and(|l| l.usable);
         match (&self.algorithm, key) {
             (Balance::Source | Balance::Uri { .. } | Balance::Hdr(_), Some(key)) => {

@@ -6,14 +6,14 @@
 
 use std::time::Instant;
 
-use crate::backend::ExchangeInfo;
+use crate::upstream::ExchangeInfo;
 
 fn ms(from: Instant, to: Option<Instant>) -> i64 {
     to.map_or(-1, |t| t.saturating_duration_since(from).as_millis() as i64)
 }
 
 /// Writes one access line (tracing target `qproxy::access`, level info).
-pub fn log(
+pub(crate) fn log(
     client: &str,
     conn: &str,
     stream: u64,

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, Observe, Server};
-use crate::traffic::Traffic;
+use crate::telemetry::traffic::Traffic;
 
 /// Counters of one HTTP/3 frontend.
 #[derive(Debug)]
-pub struct FrontendRuntime {
+pub(crate) struct FrontendRuntime {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its requests.
-    pub traffic: Traffic,
+    pub(crate) traffic: Traffic,
 }
 
 /// Consecutive results, for rise/fall and `error-limit`.
@@ -30,28 +30,28 @@ struct Streaks {
 
 /// One server: its health and its counters.
 #[derive(Debug)]
-pub struct ServerRuntime {
+pub(crate) struct ServerRuntime {
     /// The backend's name.
-    pub backend: String,
+    pub(crate) backend: String,
     /// Its configuration.
-    pub config: Server,
+    pub(crate) config: Server,
     up: AtomicBool,
     streaks: Mutex<Streaks>,
     /// Its requests.
-    pub traffic: Traffic,
+    pub(crate) traffic: Traffic,
     /// Health checks that passed.
-    pub checks_passed: AtomicU64,
+    pub(crate) checks_passed: AtomicU64,
     /// Health checks that failed.
-    pub checks_failed: AtomicU64,
+    pub(crate) checks_failed: AtomicU64,
     /// Times it went DOWN.
-    pub went_down: AtomicU64,
+    pub(crate) went_down: AtomicU64,
     /// Failed connection attempts.
-    pub connect_errors: AtomicU64,
+    pub(crate) connect_errors: AtomicU64,
 }
 
 /// What live traffic showed about a server (for `observe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observed {
+pub(crate) enum Observed {
     /// A response came (status below 500, or any status under `observe layer4`).
     Fine,
     /// The connection failed or timed out.
@@ -76,27 +76,27 @@ impl ServerRuntime {
     }
 
     /// Its name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
     /// Its address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.config.addr
     }
 
     /// Takes traffic.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Relaxed)
     }
 
     /// The last health check's outcome, for humans.
-    pub fn last_check(&self) -> String {
+    pub(crate) fn last_check(&self) -> String {
         self.streaks.lock().last_check.clone()
     }
 
     /// Below its `maxconn`.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         let max = self.config.options.maxconn;
         max == 0 || self.traffic.active() < u64::from(max)
     }
@@ -114,7 +114,7 @@ impl ServerRuntime {
     }
 
     /// A health check's result: `rise` passes in a row bring it UP, `fall` failures in a row take it DOWN.
-    pub fn report_check(&self, result: Result<String, String>) {
+    pub(crate) fn report_check(&self, result: Result<String, String>) {
         let options = &self.config.options;
         let mut s = self.streaks.lock();
         match result {
@@ -142,7 +142,7 @@ impl ServerRuntime {
 
     /// What a request showed; under `observe`, `error-limit` errors in a row take the server DOWN until
     /// health checks bring it back.
-    pub fn observe(&self, what: Observed) {
+    pub(crate) fn observe(&self, what: Observed) {
         if what == Observed::ConnectError {
             self.connect_errors.fetch_add(1, Relaxed);
         }
@@ -168,36 +168,36 @@ impl ServerRuntime {
 
 /// One backend's counters (kept across reloads by name).
 #[derive(Debug)]
-pub struct BackendRuntime {
+pub(crate) struct BackendRuntime {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its requests.
-    pub traffic: Traffic,
+    pub(crate) traffic: Traffic,
     /// Requests waiting for a server slot.
-    pub queued: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Further attempts after a failure.
-    pub retries: AtomicU64,
+    pub(crate) retries: AtomicU64,
     /// Of those, sent to another server.
-    pub redispatches: AtomicU64,
+    pub(crate) redispatches: AtomicU64,
 }
 
 /// A backend with its servers, as the configuration in force has them.
 #[derive(Debug)]
-pub struct BackendView {
+pub(crate) struct BackendView {
     /// Its counters.
-    pub backend: Arc<BackendRuntime>,
+    pub(crate) backend: Arc<BackendRuntime>,
     /// Its servers, in configuration order.
-    pub servers: Vec<Arc<ServerRuntime>>,
+    pub(crate) servers: Vec<Arc<ServerRuntime>>,
 }
 
 impl BackendView {
     /// Servers UP.
-    pub fn servers_up(&self) -> usize {
+    pub(crate) fn servers_up(&self) -> usize {
         self.servers.iter().filter(|s| s.is_up()).count()
     }
 
     /// Of those, `backup` servers (or active ones).
-    pub fn servers_up_of(&self, backup: bool) -> usize {
+    pub(crate) fn servers_up_of(&self, backup: bool) -> usize {
         self.servers
             .iter()
             .filter(|s| s.config.options.backup == backup && s.is_up())
@@ -207,17 +207,17 @@ impl BackendView {
 
 /// Everything live, for one configuration.
 #[derive(Debug)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     /// HTTP/3 frontends, in configuration order.
-    pub frontends: Vec<Arc<FrontendRuntime>>,
+    pub(crate) frontends: Vec<Arc<FrontendRuntime>>,
     /// Backends, in configuration order.
-    pub backends: Vec<BackendView>,
+    pub(crate) backends: Vec<BackendView>,
 }
 
 impl Runtime {
     /// The state for `config`. Frontends and backends keep their counters across a reload by name;
     /// servers whose configuration did not change keep their health and counters too.
-    pub fn new(config: &Config, previous: Option<&Runtime>) -> Runtime {
+    pub(crate) fn new(config: &Config, previous: Option<&Runtime>) -> Runtime {
         let old_backend = |name: &str| previous?.backends.iter().find(|b| b.backend.name == name);
         let old_server = |backend: &str, server: &Server| {
             old_backend(backend)?
@@ -270,7 +270,7 @@ impl Runtime {
 }
 
 /// The runtime of the configuration in force, replaced on reload.
-pub type SharedRuntime = Arc<RwLock<Arc<Runtime>>>;
+pub(crate) type SharedRuntime = Arc<RwLock<Arc<Runtime>>>;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,5 @@
+//! The client side, without the event loop: which backend a request goes to (`use_backend` rules) and
+//! the stateless Retry tokens of `quic-force-retry` binds.
+
+pub(crate) mod retry_token;
+pub(crate) mod rules;

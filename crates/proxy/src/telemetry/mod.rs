@@ -1,0 +1,7 @@
+//! Counting and showing: per-object traffic counters, the proxy's own counters, the Prometheus text and
+//! JSON view served by the stats listener, and the access log.
+
+pub(crate) mod access_log;
+pub(crate) mod prometheus;
+pub(crate) mod stats_listener;
+pub(crate) mod traffic;
