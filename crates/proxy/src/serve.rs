@@ -8,7 +8,7 @@ use anyhow::Context;
 use parking_lot::RwLock;
 
 use crate::config::Config;
-use crate::telemetry::prometheus::ProxyCounters;
+use crate::telemetry::counters::ProxyCounters;
 use crate::telemetry::stats_listener::{self, Sources};
 use crate::upstream::live::Runtime;
 use crate::worker::Worker;

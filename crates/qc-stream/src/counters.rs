@@ -36,14 +36,42 @@ impl Gauge {
     }
 }
 
-/// Why QUIC connections ended, in the order of [`TransportCounters::closes`].
-pub const CLOSE_CAUSES: [&str; 5] = [
-    "idle_timeout",
-    "peer_no_error",
-    "peer_error",
-    "local_no_error",
-    "local_error",
-];
+/// Why a QUIC connection ended; indexes [`TransportCounters::closes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The idle timer.
+    IdleTimeout,
+    /// The client closed cleanly (NO_ERROR or H3_NO_ERROR).
+    PeerNoError,
+    /// The client closed with an error.
+    PeerError,
+    /// We closed cleanly.
+    LocalNoError,
+    /// We closed with an error.
+    LocalError,
+}
+
+impl CloseCause {
+    /// Every cause, in counter order.
+    pub const ALL: [CloseCause; 5] = [
+        CloseCause::IdleTimeout,
+        CloseCause::PeerNoError,
+        CloseCause::PeerError,
+        CloseCause::LocalNoError,
+        CloseCause::LocalError,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::IdleTimeout => "idle_timeout",
+            CloseCause::PeerNoError => "peer_no_error",
+            CloseCause::PeerError => "peer_error",
+            CloseCause::LocalNoError => "local_no_error",
+            CloseCause::LocalError => "local_error",
+        }
+    }
+}
 
 /// What transports saw over their lives, recorded by the connection layer when one is dropped.
 #[derive(Debug, Default)]
@@ -52,12 +80,19 @@ pub struct TransportCounters {
     pub handshakes_ok: AtomicU64,
     /// Connections that ended before their handshake completed.
     pub handshakes_failed: AtomicU64,
-    /// Ended connections by cause ([`CLOSE_CAUSES`]).
-    pub closes: [AtomicU64; 5],
+    /// Ended connections by cause ([`CloseCause`] order; count with [`TransportCounters::count_close`]).
+    pub closes: [AtomicU64; CloseCause::ALL.len()],
     /// Packets declared lost.
     pub packets_lost: AtomicU64,
     /// Packets retransmitted.
     pub packets_retransmitted: AtomicU64,
+}
+
+impl TransportCounters {
+    /// Counts one ended connection.
+    pub fn count_close(&self, cause: CloseCause) {
+        self.closes[cause as usize].fetch_add(1, Relaxed);
+    }
 }
 
 /// Every layer's object counters. One instance per process (or per test), shared by `Arc`.

@@ -40,5 +40,5 @@ mod desc;
 
 pub use budget::{RoomSink, TxBudget};
 pub use buf::{TxBuf, TxBufFactory};
-pub use counters::{Counters, Gauge, Snapshot, TransportCounters, CLOSE_CAUSES};
+pub use counters::{CloseCause, Counters, Gauge, Snapshot, TransportCounters};
 pub use desc::{AttachedDesc, ReleasedDesc};

@@ -5,13 +5,13 @@
 //! `gtlsclient --exit-on-all-streams-close 127.0.0.1 4433 https://localhost:4433/`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qcc::route::{CidRouter, Route};
-use qcc::{Closing, Connection, Counters, Event, Limits, ResponseHead, ServerConfig, TransportParams};
+use qcc::route::{CidRoute, CidRouter};
+use qcc::{Connection, Counters, Event, Limits, ResponseHead, ServerConfig, ServerConn, TransportParams};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,14 +31,14 @@ fn main() -> anyhow::Result<()> {
         let now = Instant::now();
         let wait = slots
             .values()
-            .filter_map(|s: &Slot| s.poll_timeout(now))
+            .filter_map(|s: &ServerConn| s.poll_timeout(now))
             .min()
             .map_or(Duration::from_millis(100), |t| t - now);
         socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         if let Ok((len, peer)) = socket.recv_from(&mut buf) {
             let id = match router.route(&mut buf[..len]) {
-                Route::Owner(id) => id,
-                Route::New { dcid } => {
+                CidRoute::Owner(id) => id,
+                CidRoute::New { dcid } => {
                     next_id += 1;
                     let scid = quiche::ConnectionId::from_vec((0..16).map(|_| fastrand::u8(..)).collect());
                     let conn = Connection::accept(
@@ -53,28 +53,28 @@ fn main() -> anyhow::Result<()> {
                     )?;
                     router.insert(&dcid, next_id);
                     router.insert(&scid, next_id);
-                    slots.insert(next_id, Slot::Live(Box::new(conn)));
+                    slots.insert(next_id, ServerConn::live(conn));
                     next_id
                 }
-                Route::Drop => continue,
+                CidRoute::Drop => continue,
             };
             let _ = slots
                 .get_mut(&id)
-                .map(|s| s.handle_datagram(&mut buf[..len], peer, local));
+                .map(|s| s.handle_datagram(Instant::now(), &mut buf[..len], peer, local));
         }
         let mut dead = Vec::new();
         for (id, slot) in slots.iter_mut() {
-            if slot.serve()? {
+            if serve(slot)? {
                 dead.push(*id);
             }
         }
         for id in dead {
-            if let Some(Slot::Live(conn)) = slots.remove(&id) {
-                slots.insert(id, Slot::Closing(conn.release(Instant::now()).closing));
+            if let Some(slot) = slots.get_mut(&id) {
+                slot.release(Instant::now());
             }
         }
         for slot in slots.values_mut() {
-            while let Some(t) = slot.poll_transmit(&mut out) {
+            while let Some(t) = slot.poll_transmit(Instant::now(), &mut out) {
                 socket.send_to(&out[..t.len], t.to)?;
             }
         }
@@ -88,70 +88,28 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// A connection, live or (after `release`, the only way it ends) closing.
-enum Slot {
-    Live(Box<Connection>),
-    Closing(Closing),
-}
-
-impl Slot {
-    fn handle_datagram(
-        &mut self,
-        buf: &mut [u8],
-        from: SocketAddr,
-        to: SocketAddr,
-    ) -> Result<usize, qcc::Error> {
-        match self {
-            Slot::Live(c) => c.handle_datagram(Instant::now(), buf, from, to),
-            Slot::Closing(c) => c.handle_datagram(Instant::now(), buf, from, to),
-        }
-    }
-
-    /// Fires timers and answers every request with the same body. Returns true when the connection is
-    /// dead and must be released.
-    fn serve(&mut self) -> anyhow::Result<bool> {
-        let now = Instant::now();
-        let conn = match self {
-            Slot::Live(conn) => conn,
-            Slot::Closing(c) => {
-                c.handle_timeout(now);
-                return Ok(false);
+/// Fires timers and answers every request with the same body. Returns true when the connection is dead
+/// and must be released.
+fn serve(slot: &mut ServerConn) -> anyhow::Result<bool> {
+    let now = Instant::now();
+    slot.handle_timeout(now);
+    let Some(conn) = slot.as_live_mut() else {
+        return Ok(false);
+    };
+    let mut dead = false;
+    while let Some(event) = conn.poll_event() {
+        match event {
+            Event::Request { stream, .. } => {
+                let head = ResponseHead::new(200).with_header("content-type", "text/plain");
+                conn.send_response(stream, &head, false)?;
+                conn.send_body(stream, bytes::Bytes::from_static(b"hello from qcc\n"))?;
+                conn.finish(stream, None)?;
             }
-        };
-        conn.handle_timeout(now);
-        let mut dead = false;
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Request { stream, .. } => {
-                    let head = ResponseHead::new(200).with_header("content-type", "text/plain");
-                    conn.send_response(stream, &head, false)?;
-                    conn.send_body(stream, bytes::Bytes::from_static(b"hello from qcc\n"))?;
-                    conn.finish(stream, None)?;
-                }
-                Event::Dead => dead = true,
-                _ => {}
-            }
-        }
-        Ok(dead)
-    }
-
-    fn poll_transmit(&mut self, out: &mut [u8]) -> Option<qcc::Transmit> {
-        match self {
-            Slot::Live(c) => c.poll_transmit(Instant::now(), out),
-            Slot::Closing(c) => c.poll_transmit(Instant::now(), out),
+            Event::Dead => dead = true,
+            _ => {}
         }
     }
-
-    fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        match self {
-            Slot::Live(c) => c.poll_timeout(now),
-            Slot::Closing(c) => c.poll_timeout(now),
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        matches!(self, Slot::Closing(c) if c.is_closed())
-    }
+    Ok(dead)
 }
 
 fn self_signed() -> anyhow::Result<(PathBuf, PathBuf)> {

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use qc_stream::{Counters, ReleasedDesc};
+use qc_stream::{CloseCause, Counters, ReleasedDesc};
 use qcs::{codes, Transport};
 use quiche::RecvInfo;
 
@@ -127,19 +127,19 @@ impl Drop for Closing {
         // 0x0 is the transport's NO_ERROR, 0x100 HTTP/3's H3_NO_ERROR.
         let clean = |e: &quiche::ConnectionError| e.error_code == 0 || (e.is_app && e.error_code == 0x100);
         let cause = if self.conn.is_timed_out() {
-            0
+            CloseCause::IdleTimeout
         } else if let Some(e) = self.conn.peer_error() {
             if clean(e) {
-                1
+                CloseCause::PeerNoError
             } else {
-                2
+                CloseCause::PeerError
             }
         } else if self.conn.local_error().is_none_or(clean) {
-            3
+            CloseCause::LocalNoError
         } else {
-            4
+            CloseCause::LocalError
         };
-        t.closes[cause].fetch_add(1, Relaxed);
+        t.count_close(cause);
         let stats = self.conn.stats();
         t.packets_lost.fetch_add(stats.lost as u64, Relaxed);
         t.packets_retransmitted.fetch_add(stats.retrans as u64, Relaxed);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 /// Where a datagram goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route<W> {
+pub enum CidRoute<W> {
     /// To the connection (or worker) that owns its destination CID.
     Owner(W),
     /// An Initial packet for no known connection: accept a new one. Carries the client's DCID.
@@ -58,18 +58,18 @@ impl<W: Copy + PartialEq> CidRouter<W> {
     }
 
     /// Decides where `datagram` goes from its first packet's header.
-    pub fn route(&self, datagram: &mut [u8]) -> Route<W> {
+    pub fn route(&self, datagram: &mut [u8]) -> CidRoute<W> {
         let Ok(hdr) = quiche::Header::from_slice(datagram, self.cid_len) else {
-            return Route::Drop;
+            return CidRoute::Drop;
         };
         if let Some(owner) = self.by_cid.get(hdr.dcid.as_ref()) {
-            return Route::Owner(*owner);
+            return CidRoute::Owner(*owner);
         }
         match hdr.ty {
-            quiche::Type::Initial => Route::New {
+            quiche::Type::Initial => CidRoute::New {
                 dcid: hdr.dcid.to_vec(),
             },
-            _ => Route::Drop,
+            _ => CidRoute::Drop,
         }
     }
 }

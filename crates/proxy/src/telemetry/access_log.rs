@@ -6,7 +6,28 @@
 
 use std::time::Instant;
 
-use crate::upstream::ExchangeInfo;
+/// What the access line reports about a request.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessFacts {
+    /// `:method`.
+    pub(crate) method: String,
+    /// `:authority`.
+    pub(crate) authority: String,
+    /// `:path`.
+    pub(crate) path: String,
+    /// When the request head arrived.
+    pub(crate) started: Instant,
+    /// When the backend connection was up.
+    pub(crate) connected_at: Option<Instant>,
+    /// When the response head arrived.
+    pub(crate) head_at: Option<Instant>,
+    /// The status sent to the client.
+    pub(crate) status: Option<u16>,
+    /// Request body bytes.
+    pub(crate) bytes_in: u64,
+    /// Response body bytes.
+    pub(crate) bytes_out: u64,
+}
 
 fn ms(from: Instant, to: Option<Instant>) -> i64 {
     to.map_or(-1, |t| t.saturating_duration_since(from).as_millis() as i64)
@@ -17,7 +38,7 @@ pub(crate) fn log(
     client: &str,
     conn: &str,
     stream: u64,
-    info: &ExchangeInfo,
+    info: &AccessFacts,
     server: &str,
     termination: &str,
     now: Instant,

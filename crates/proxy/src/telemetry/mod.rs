@@ -2,6 +2,10 @@
 //! JSON view served by the stats listener, and the access log.
 
 pub(crate) mod access_log;
+pub(crate) mod counters;
+pub(crate) mod families;
+pub(crate) mod in_flight;
+pub(crate) mod json;
 pub(crate) mod prometheus;
 pub(crate) mod stats_listener;
 pub(crate) mod traffic;

@@ -4,17 +4,16 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::telemetry::counters::StatusClass;
+
 /// Upper bounds (seconds) of the response-time histogram's buckets; the last bucket is +Inf.
 pub(crate) const RESPONSE_TIME_BUCKETS: [f64; 11] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The status classes counted, in order (`none`: the request ended before any status went out).
-pub(crate) const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
-
 /// Counters of one proxy object.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    requests: [AtomicU64; 6],
+    requests: [AtomicU64; StatusClass::ALL.len()],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     active: AtomicU64,
@@ -25,8 +24,8 @@ pub(crate) struct Traffic {
 /// A copy of a [`Traffic`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub(crate) struct TrafficSnapshot {
-    /// Requests by status class, in [`STATUS_CLASSES`] order.
-    pub(crate) requests: [u64; 6],
+    /// Requests by status class, in [`StatusClass`] order.
+    pub(crate) requests: [u64; StatusClass::ALL.len()],
     /// Request body bytes.
     pub(crate) bytes_in: u64,
     /// Response body bytes.
@@ -43,13 +42,6 @@ impl TrafficSnapshot {
     /// Requests of every class.
     pub(crate) fn total(&self) -> u64 {
         self.requests.iter().sum()
-    }
-}
-
-fn class(status: Option<u16>) -> usize {
-    match status {
-        Some(s @ 100..=599) => usize::from(s / 100 - 1),
-        _ => 5,
     }
 }
 
@@ -77,7 +69,7 @@ impl Traffic {
         (bytes_in, bytes_out): (u64, u64),
         response_time: Option<Duration>,
     ) {
-        self.requests[class(status)].fetch_add(1, Relaxed);
+        self.requests[StatusClass::of(status) as usize].fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes_in, Relaxed);
         self.bytes_out.fetch_add(bytes_out, Relaxed);
         if let Some(t) = response_time {

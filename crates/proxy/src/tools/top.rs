@@ -50,7 +50,7 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
     let live = &view["live"];
     let _ = writeln!(
         out,
-        "qproxy  connections {}  closing {}  streams {}  descriptors {}+{}  tx budget {} B  exchanges {}  backend sockets {}  stale wake-ups {}  out-of-order {}\n",
+        "qproxy  connections {}  closing {}  streams {}  descriptors {}+{}  tx budget {} B  exchanges {}  backend sockets {} (+{} idle)  stale wake-ups {}  out-of-order {}\n",
         n(live, "connections"),
         n(live, "closing"),
         n(live, "streams"),
@@ -58,7 +58,8 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
         n(live, "descriptors_released"),
         n(live, "tx_budget_bytes"),
         n(live, "exchanges"),
-        n(live, "backend_sockets"),
+        n(live, "backend_sockets_active"),
+        n(live, "backend_sockets_idle"),
         n(view, "stale_wakeups"),
         n(view, "out_of_order_releases"),
     );

@@ -18,6 +18,7 @@ use quiche::h3::{Header, NameValue};
 
 use super::h1::{self, BodyFraming, ChunkedDecoder, UploadFraming};
 use super::BackendSocket;
+use crate::telemetry::in_flight::InFlight;
 
 /// Request bytes waiting for the backend before we stop reading the client.
 pub(crate) const UPLOAD_WINDOW: usize = 256 * 1024;
@@ -107,7 +108,7 @@ pub(crate) struct ExchangeTimeouts {
 }
 
 /// A request as an exchange forwards it, kept whole so that a failed attempt can be replayed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Forward {
     /// The HTTP/3 stream it serves.
     pub(crate) stream: u64,
@@ -115,8 +116,8 @@ pub(crate) struct Forward {
     pub(crate) head: Bytes,
     /// How the body goes to the backend.
     pub(crate) upload: UploadFraming,
-    /// Access-log facts.
-    pub(crate) info: ExchangeInfo,
+    /// The request's accounting and access-log facts (dropping it ends the request).
+    pub(crate) request: InFlight,
     /// `timeout connect` and `timeout server`.
     pub(crate) timeouts: ExchangeTimeouts,
     /// `http-response set-header` of the frontend.
@@ -135,29 +136,6 @@ impl Forward {
     pub(crate) fn is_idempotent(method: &str) -> bool {
         matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
     }
-}
-
-/// What the access log needs about an exchange.
-#[derive(Debug, Clone)]
-pub(crate) struct ExchangeInfo {
-    /// `:method`.
-    pub(crate) method: String,
-    /// `:authority`.
-    pub(crate) authority: String,
-    /// `:path`.
-    pub(crate) path: String,
-    /// When the request head arrived.
-    pub(crate) started: Instant,
-    /// When the backend connection was up.
-    pub(crate) connected_at: Option<Instant>,
-    /// When the response head arrived.
-    pub(crate) head_at: Option<Instant>,
-    /// The status sent to the client.
-    pub(crate) status: Option<u16>,
-    /// Request body bytes.
-    pub(crate) bytes_in: u64,
-    /// Response body bytes.
-    pub(crate) bytes_out: u64,
 }
 
 /// The request head as a replay needs it again.
@@ -191,8 +169,8 @@ pub(crate) struct Exchange {
     pub(crate) server: usize,
     /// The server's address (for the pool).
     pub(crate) addr: SocketAddr,
-    /// Access-log facts.
-    pub(crate) info: ExchangeInfo,
+    /// The request's accounting and access-log facts (dropping it ends the request).
+    pub(crate) request: InFlight,
     sock: BackendSocket,
     connected: bool,
     connect_deadline: Instant,
@@ -233,14 +211,14 @@ impl Exchange {
             stream,
             head,
             upload,
-            mut info,
+            mut request,
             timeouts,
             set_headers,
             idempotent,
             retries_left,
             early_data,
         } = forward;
-        info.connected_at = connected.then_some(now);
+        request.facts.connected_at = connected.then_some(now);
         let out = head_out(&head, early_data);
         Exchange {
             stream,
@@ -253,7 +231,7 @@ impl Exchange {
             }),
             server,
             addr,
-            info,
+            request,
             sock,
             connected,
             connect_deadline: now + timeouts.connect,
@@ -291,13 +269,13 @@ impl Exchange {
         let replay = self
             .replay
             .expect("Step::Retry and Step::TooEarly keep the request");
-        let mut info = self.info;
-        info.connected_at = None;
+        let mut request = self.request;
+        request.facts.connected_at = None;
         let forward = Forward {
             stream: self.stream,
             head: replay.head,
             upload: replay.upload,
-            info,
+            request,
             timeouts: self.timeouts,
             set_headers: self.set_headers,
             idempotent: replay.idempotent,
@@ -313,7 +291,7 @@ impl Exchange {
         let Some(replay) = &self.replay else {
             return false;
         };
-        let untouched = !self.head_sent && self.head_buf.is_empty() && self.info.bytes_in == 0;
+        let untouched = !self.head_sent && self.head_buf.is_empty() && self.request.facts.bytes_in == 0;
         let retryable = match why {
             Termination::ConnectFailed | Termination::ConnectTimeout => true,
             Termination::ServerClosedEarly => replay.idempotent,
@@ -327,9 +305,9 @@ impl Exchange {
         &mut self.sock
     }
 
-    /// Gives the socket back (to pool or drop it) once the exchange is over.
-    pub(crate) fn into_socket(self) -> BackendSocket {
-        self.sock
+    /// Once the exchange is over: the socket (for the pool, or to close) and the request to end.
+    pub(crate) fn into_parts(self) -> (BackendSocket, InFlight) {
+        (self.sock, self.request)
     }
 
     /// When the exchange times out, if it can.
@@ -369,7 +347,7 @@ impl Exchange {
             match self.sock.stream().peer_addr() {
                 Ok(_) => {
                     self.connected = true;
-                    self.info.connected_at = Some(now);
+                    self.request.facts.connected_at = Some(now);
                     self.last_activity = now;
                 }
                 Err(e) if e.kind() == ErrorKind::NotConnected => return Step::Continue,
@@ -424,7 +402,7 @@ impl Exchange {
             }
             match conn.read_body(self.stream, 64 * 1024) {
                 Ok(BodyRead::Data(data)) => {
-                    self.info.bytes_in += data.len() as u64;
+                    self.request.facts.bytes_in += data.len() as u64;
                     let framed = match self.upload {
                         UploadFraming::Chunked => Bytes::from(h1::encode_chunk(&data, false)),
                         _ => data,
@@ -495,7 +473,7 @@ impl Exchange {
         while let Some(data) = self.pending.pop_front() {
             let len = data.len() as u64;
             match conn.send_body(self.stream, data) {
-                Ok(SendBody::Queued) => self.info.bytes_out += len,
+                Ok(SendBody::Queued) => self.request.facts.bytes_out += len,
                 Ok(SendBody::Blocked(data)) => {
                     self.pending.push_front(data);
                     return Ok(false);
@@ -553,7 +531,7 @@ impl Exchange {
     /// Parses the response head once complete; returns the body bytes that followed it.
     fn parse_head(&mut self, conn: &mut Connection, now: Instant) -> Result<Option<Bytes>, Termination> {
         loop {
-            let parsed = h1::parse_response(&self.head_buf, &self.info.method).map_err(|e| {
+            let parsed = h1::parse_response(&self.head_buf, &self.request.facts.method).map_err(|e| {
                 tracing::debug!(stream = self.stream, error = %e, "bad backend response");
                 Termination::BadResponse
             })?;
@@ -568,7 +546,7 @@ impl Exchange {
             // RFC 8470, 5.2: a 425 to a request the proxy itself marked `Early-Data: 1` is not the
             // client's to see; the request goes again after the handshake, if no body was consumed.
             let marked = self.replay.as_ref().is_some_and(|r| r.early_data);
-            if head.status == 425 && marked && self.info.bytes_in == 0 {
+            if head.status == 425 && marked && self.request.facts.bytes_in == 0 {
                 self.too_early = true;
                 return Ok(None);
             }
@@ -584,8 +562,8 @@ impl Exchange {
             conn.send_response(self.stream, &out, end)
                 .map_err(|_| Termination::ClientAborted)?;
             self.head_sent = true;
-            self.info.status = Some(head.status);
-            self.info.head_at = Some(now);
+            self.request.facts.status = Some(head.status);
+            self.request.facts.head_at = Some(now);
             self.framing = head.framing;
             self.keep_alive = head.keep_alive;
             match head.framing {
@@ -658,7 +636,7 @@ impl Exchange {
         } else {
             let status = why.status();
             respond_error(conn, self.stream, status);
-            self.info.status = Some(status);
+            self.request.facts.status = Some(status);
         }
         Step::Failed(why)
     }

@@ -31,7 +31,7 @@ pub(crate) enum UploadFraming {
 
 /// Where the request came from, for `option forwardfor`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Forwarded {
+pub(crate) struct ClientAddr {
     /// The client's address.
     pub(crate) client: IpAddr,
 }
@@ -42,7 +42,7 @@ pub(crate) struct Forwarded {
 pub(crate) fn encode_request(
     head: &RequestHead,
     end: bool,
-    forwarded: Option<Forwarded>,
+    forwarded: Option<ClientAddr>,
 ) -> (Vec<u8>, UploadFraming) {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(head.method().as_bytes());
@@ -420,7 +420,7 @@ mod tests {
             ],
             None,
         );
-        let fwd = Forwarded {
+        let fwd = ClientAddr {
             client: "192.0.2.7".parse().unwrap(),
         };
         let (bytes, framing) = encode_request(&h, false, Some(fwd));

@@ -11,8 +11,6 @@ pub(crate) mod live;
 mod pool;
 mod socket;
 
-pub(crate) use exchange::{
-    respond_error, Exchange, ExchangeInfo, ExchangeTimeouts, Forward, Step, Termination,
-};
+pub(crate) use exchange::{respond_error, Exchange, ExchangeTimeouts, Forward, Step, Termination};
 pub(crate) use pool::Pool;
 pub(crate) use socket::BackendSocket;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::socket::BackendSocket;
-use crate::telemetry::prometheus::ProxyCounters;
+use crate::telemetry::counters::ProxyCounters;
 
 /// Idle connections kept per server.
 const MAX_IDLE_PER_SERVER: usize = 32;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::telemetry::prometheus::ProxyCounters;
+use crate::telemetry::counters::ProxyCounters;
 
 /// A backend connection; the open-sockets gauge counts it until it is dropped.
 pub(crate) struct BackendSocket {

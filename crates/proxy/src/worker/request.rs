@@ -2,7 +2,8 @@
 //! usable server is at its `maxconn`, retries after a failed attempt, and the exchanges' lifecycle with
 //! their accounting (every `begin` on a frontend, backend or server has exactly one `end`).
 
-use std::collections::VecDeque;
+use super::queue::Queued;
+use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,56 +13,32 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use qcc::RequestHead;
 
-use super::{mark_dirty, ConnKey, SlotConn, Worker, EXCHANGE_BASE};
 use crate::frontend::rules::select_backend;
-use crate::telemetry::access_log;
-use crate::telemetry::prometheus::EarlyData;
+use crate::telemetry::access_log::AccessFacts;
+use crate::telemetry::counters::EarlyData;
+use crate::telemetry::in_flight::InFlight;
 use crate::upstream::balance::{hash_key, Load, Tier};
-use crate::upstream::live::{BackendRuntime, FrontendRuntime, Observed, ServerRuntime};
+use crate::upstream::live::{BackendRuntime, Observed, ServerRuntime};
 use crate::upstream::{
-    h1, respond_error, BackendSocket, Exchange, ExchangeInfo, ExchangeTimeouts, Forward, Step, Termination,
+    h1, respond_error, BackendSocket, Exchange, ExchangeTimeouts, Forward, Step, Termination,
 };
 
-/// Where a request goes and where it has been: everything but the request itself.
-pub(super) struct Route {
-    pub(super) conn: ConnKey,
-    frontend: Arc<FrontendRuntime>,
-    backend: Arc<BackendRuntime>,
+/// One request's way to a server: where it goes and where it has been (everything but the request).
+pub(super) struct Attempt {
+    pub(super) conn: ConnHandle,
+    pub(super) backend: Arc<BackendRuntime>,
     /// The balancing key (hashing algorithms).
-    key: Option<Vec<u8>>,
+    pub(super) key: Option<Vec<u8>>,
     /// Servers that failed this request, by index.
-    tried: Vec<usize>,
+    pub(super) tried: Vec<usize>,
 }
 
-/// A request waiting in a backend queue for a server slot.
-pub(super) struct Queued {
-    route: Route,
-    forward: Forward,
-    deadline: Instant,
-}
-
-impl Queued {
-    /// Its connection.
-    pub(super) fn conn(&self) -> ConnKey {
-        self.route.conn
-    }
-}
-
-/// A request that arrived in early data and waits for its connection's handshake to complete.
-pub(super) struct AwaitingHandshake {
-    route: Route,
-    forward: Forward,
-}
-
-/// An exchange with its route and server.
-pub(super) struct Running {
-    pub(super) route: Route,
+/// An exchange with its attempt and server.
+pub(super) struct ActiveExchange {
+    pub(super) attempt: Attempt,
     pub(super) server: Arc<ServerRuntime>,
     pub(super) exchange: Exchange,
 }
-
-/// The queues of a worker, one per backend name.
-pub(super) type Queues = std::collections::HashMap<String, VecDeque<Queued>>;
 
 impl Worker {
     /// A request head arrived on `stream`.
@@ -76,7 +53,7 @@ impl Worker {
         let Some(slot) = self.slots.get(index) else {
             return;
         };
-        let SlotConn::Live(live) = &slot.conn else {
+        let ServerConn::Live(live) = &slot.conn else {
             return;
         };
         // Before the handshake completes the request came in 0-RTT early data, which anyone who captured
@@ -85,9 +62,7 @@ impl Worker {
         let config = self.config.clone();
         let f = self.listeners[slot.listener].frontend;
         let frontend = &config.frontends[f];
-        let frontend_rt = self.runtime.frontends[f].clone();
-        frontend_rt.traffic.begin();
-        let info = ExchangeInfo {
+        let facts = AccessFacts {
             method: head.method().to_string(),
             authority: head.authority().to_string(),
             path: head.path().to_string(),
@@ -98,28 +73,34 @@ impl Worker {
             bytes_in: 0,
             bytes_out: 0,
         };
-        let conn = ConnKey {
+        let conn = ConnHandle {
             index,
             serial: slot.serial,
         };
+        let mut request = InFlight::begin(
+            self.proxy.clone(),
+            self.runtime.frontends[f].clone(),
+            (slot.peer, slot.trace.clone()),
+            stream,
+            facts,
+        );
         let Some(b) = select_backend(&config, frontend, &head) else {
-            self.answer_without_backend(conn, stream, info, &frontend_rt);
-            return;
+            return self.answer_without_backend(conn, stream, request);
         };
         let backend = &config.backends[b];
         let backend_rt = self.runtime.backends[b].backend.clone();
-        backend_rt.traffic.begin();
-        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::Forwarded {
+        request.enter_backend(backend_rt.clone());
+        let forwarded = (frontend.forwardfor || backend.forwardfor).then_some(h1::ClientAddr {
             client: slot.peer.ip(),
         });
         let key = hash_key(&backend.settings.balance, &head, slot.peer.ip());
-        let (request, upload) = h1::encode_request(&head, end, forwarded);
+        let (encoded, upload) = h1::encode_request(&head, end, forwarded);
         let forward = Forward {
             stream,
-            head: Bytes::from(request),
+            head: Bytes::from(encoded),
             upload,
             idempotent: Forward::is_idempotent(head.method()),
-            info,
+            request,
             timeouts: ExchangeTimeouts {
                 connect: backend.timeouts.connect,
                 server: backend.timeouts.server,
@@ -128,88 +109,49 @@ impl Worker {
             retries_left: backend.settings.retries,
             early_data: false,
         };
-        let route = Route {
+        let attempt = Attempt {
             conn,
-            frontend: frontend_rt,
             backend: backend_rt,
             key,
             tried: Vec::new(),
         };
         if !early {
-            return self.dispatch(route, forward, now);
+            return self.dispatch(attempt, forward, now);
         }
         if !frontend.early_data.forwards_early(head.method()) {
             self.proxy.count_early(EarlyData::Held);
-            return self.await_handshake(route, forward);
+            return self.await_handshake(attempt, forward);
         }
         self.proxy.count_early(EarlyData::Forwarded);
         let mut forward = forward;
         // A client that sent Early-Data itself is an intermediary that gets any 425 as it is (RFC 8470,
         // 5.2); the field is forwarded as it came.
         forward.early_data = head.header("early-data").is_none();
-        self.dispatch(route, forward, now);
-    }
-
-    /// Holds a request until its connection's handshake completes ([`Worker::after_handshake`]).
-    fn await_handshake(&mut self, route: Route, forward: Forward) {
-        match self.slots.get_mut(route.conn.index) {
-            Some(slot) if slot.serial == route.conn.serial => {
-                slot.awaiting_handshake.push(AwaitingHandshake { route, forward });
-            }
-            _ => self.fail_request(route, forward, Termination::ClientAborted, None),
-        }
-    }
-
-    /// The connection's handshake completed: the requests held for it go to their servers.
-    pub(super) fn after_handshake(&mut self, index: usize, now: Instant) {
-        let Some(slot) = self.slots.get_mut(index) else {
-            return;
-        };
-        let established = matches!(&slot.conn, SlotConn::Live(c) if c.is_established());
-        if !established || slot.awaiting_handshake.is_empty() {
-            return;
-        }
-        for held in std::mem::take(&mut slot.awaiting_handshake) {
-            self.dispatch(held.route, held.forward, now);
-        }
-    }
-
-    /// Drops the requests held for the handshake of a connection (`stream: None`) or of one stream.
-    pub(super) fn drop_awaiting(&mut self, index: usize, stream: Option<u64>) {
-        let Some(slot) = self.slots.get_mut(index) else {
-            return;
-        };
-        let (gone, kept) = std::mem::take(&mut slot.awaiting_handshake)
-            .into_iter()
-            .partition(|h| stream.is_none_or(|s| s == h.forward.stream));
-        slot.awaiting_handshake = kept;
-        for held in gone {
-            self.fail_request(held.route, held.forward, Termination::ClientAborted, None);
-        }
+        self.dispatch(attempt, forward, now);
     }
 
     /// Sends a request to a server, queues it when every usable server is full, or answers 503.
-    fn dispatch(&mut self, route: Route, forward: Forward, now: Instant) {
+    pub(super) fn dispatch(&mut self, attempt: Attempt, forward: Forward, now: Instant) {
         let config = self.config.clone();
-        let Some(b) = config.backend(&route.backend.name) else {
-            return self.fail_request(route, forward, Termination::ConnectFailed, None);
+        let Some(b) = config.backend(&attempt.backend.name) else {
+            return self.fail_request(attempt, forward, Termination::ConnectFailed, None);
         };
         let backend = &config.backends[b];
         let view = &self.runtime.backends[b];
         if view.servers_up() == 0 {
-            return self.fail_request(route, forward, Termination::ConnectFailed, None);
+            return self.fail_request(attempt, forward, Termination::ConnectFailed, None);
         }
-        let loads = self.loads(b, &route.tried);
-        match self.balancers[b].pick(&loads, route.key.as_deref()) {
-            Some(s) => self.start_exchange(route, forward, b, s, now),
+        let loads = self.loads(b, &attempt.tried);
+        match self.balancers[b].pick(&loads, attempt.key.as_deref()) {
+            Some(s) => self.start_exchange(attempt, forward, b, s, now),
             None => {
                 let queue = self.queues.entry(backend.name.clone()).or_default();
                 if queue.len() >= backend.queue_limit() {
-                    return self.fail_request(route, forward, Termination::QueueTimeout, None);
+                    return self.fail_request(attempt, forward, Termination::QueueTimeout, None);
                 }
-                route.backend.queued.fetch_add(1, Relaxed);
+                attempt.backend.queued.fetch_add(1, Relaxed);
                 queue.push_back(Queued {
-                    route,
+                    attempt,
                     forward,
                     deadline: now + backend.queue_timeout(),
                 });
@@ -220,7 +162,7 @@ impl Worker {
     /// The balancer's view of backend `b`: a server is usable when in the serving tier (backups only
     /// while no active server is UP), UP, below its `maxconn` and, on a retry, not one that failed
     /// already (with `redispatch`) or the one that failed (without).
-    fn loads(&self, b: usize, tried: &[usize]) -> Vec<Load> {
+    pub(super) fn loads(&self, b: usize, tried: &[usize]) -> Vec<Load> {
         let settings = &self.config.backends[b].settings;
         let servers = &self.runtime.backends[b].servers;
         let backup = |i: usize| servers[i].config.options.backup;
@@ -245,7 +187,14 @@ impl Worker {
             .collect()
     }
 
-    fn start_exchange(&mut self, route: Route, forward: Forward, b: usize, s: usize, now: Instant) {
+    pub(super) fn start_exchange(
+        &mut self,
+        attempt: Attempt,
+        forward: Forward,
+        b: usize,
+        s: usize,
+        now: Instant,
+    ) {
         let server = self.runtime.backends[b].servers[s].clone();
         let addr = server.addr();
         let (sock, connected) = match self.pool.checkout(addr) {
@@ -257,29 +206,28 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "backend connect failed");
-                    self.proxy.connect_errors.fetch_add(1, Relaxed);
-                    server.observe(Observed::ConnectError);
-                    let mut route = route;
-                    route.tried.push(s);
+                    self.observe(&server, Observed::ConnectError);
+                    let mut attempt = attempt;
+                    attempt.tried.push(s);
                     if forward.retries_left > 0 {
                         let mut forward = forward;
                         forward.retries_left -= 1;
-                        return self.redispatch(route, forward, now);
+                        return self.redispatch(attempt, forward, now);
                     }
-                    return self.fail_request(route, forward, Termination::ConnectFailed, Some(&server));
+                    return self.fail_request(attempt, forward, Termination::ConnectFailed, Some(&server));
                 }
             },
         };
         server.traffic.begin();
         let stream = forward.stream;
-        let conn = route.conn;
+        let conn = attempt.conn;
         let exchange = Exchange::new(forward, s, addr, sock, connected, now);
-        let ex = self.exchanges.insert(Running {
-            route,
+        let ex = self.exchanges.insert(ActiveExchange {
+            attempt,
             server,
             exchange,
         });
-        if let Some(slot) = self.slots.get_mut(conn.index) {
+        if let Some(slot) = self.slots.slot_mut(conn) {
             slot.exchanges.insert(stream, ex);
         }
         self.proxy.exchanges.fetch_add(1, Relaxed);
@@ -296,16 +244,16 @@ impl Worker {
     }
 
     /// Counts a retry and sends the request again.
-    fn redispatch(&mut self, route: Route, forward: Forward, now: Instant) {
-        route.backend.retries.fetch_add(1, Relaxed);
+    pub(super) fn redispatch(&mut self, attempt: Attempt, forward: Forward, now: Instant) {
+        attempt.backend.retries.fetch_add(1, Relaxed);
         let config = self.config.clone();
         let redispatch = config
-            .backend(&route.backend.name)
+            .backend(&attempt.backend.name)
             .is_some_and(|b| config.backends[b].settings.redispatch);
         if redispatch {
-            route.backend.redispatches.fetch_add(1, Relaxed);
+            attempt.backend.redispatches.fetch_add(1, Relaxed);
         }
-        self.dispatch(route, forward, now);
+        self.dispatch(attempt, forward, now);
     }
 
     pub(super) fn progress_exchange(&mut self, ex: usize) {
@@ -313,13 +261,13 @@ impl Worker {
         let Some(running) = self.exchanges.get_mut(ex) else {
             return;
         };
-        let key = running.route.conn;
-        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
+        let key = running.attempt.conn;
+        let Some(slot) = self.slots.slot_mut(key) else {
             self.counters.stale_wakeup();
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
-        let SlotConn::Live(conn) = &mut slot.conn else {
+        let ServerConn::Live(conn) = &mut slot.conn else {
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
@@ -332,12 +280,12 @@ impl Worker {
         let Some(running) = self.exchanges.get_mut(ex) else {
             return;
         };
-        let key = running.route.conn;
-        let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) else {
+        let key = running.attempt.conn;
+        let Some(slot) = self.slots.slot_mut(key) else {
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
-        let SlotConn::Live(conn) = &mut slot.conn else {
+        let ServerConn::Live(conn) = &mut slot.conn else {
             return;
         };
         let step = running.exchange.on_timeout(conn);
@@ -345,7 +293,7 @@ impl Worker {
         self.after_step(ex, step, now);
     }
 
-    fn after_step(&mut self, ex: usize, step: Step, now: Instant) {
+    pub(super) fn after_step(&mut self, ex: usize, step: Step, now: Instant) {
         match step {
             Step::Continue => {}
             Step::Finished { reusable } => self.end_exchange(ex, Termination::Normal, reusable),
@@ -355,46 +303,24 @@ impl Worker {
         }
     }
 
-    /// A server answered 425 (Too Early) to a request marked `Early-Data: 1`: the request goes again,
-    /// unmarked, once the client's handshake completed (RFC 8470, 5.2); the 425 never reaches the client.
-    fn replay_after_handshake(&mut self, ex: usize, now: Instant) {
-        let Some(Running {
-            route,
-            server,
-            exchange,
-        }) = self.unlink(ex)
-        else {
-            return;
-        };
-        server.traffic.abandon();
-        server.observe(Observed::Fine);
-        self.proxy.count_early(EarlyData::Replayed);
-        let (sock, forward) = exchange.into_forward();
-        drop(sock);
-        let conn = route.conn;
-        self.await_handshake(route, forward);
-        self.after_handshake(conn.index, now);
-        self.drain_queue(&server.backend, now);
-    }
-
     /// Takes an exchange out of the tables (socket deregistered, stream unlinked).
-    fn unlink(&mut self, ex: usize) -> Option<Running> {
+    pub(super) fn unlink(&mut self, ex: usize) -> Option<ActiveExchange> {
         let mut running = self.exchanges.try_remove(ex)?;
         self.proxy.exchanges.fetch_sub(1, Relaxed);
         let _ = self
             .poll
             .registry()
             .deregister(running.exchange.socket_mut().stream_mut());
-        let key = running.route.conn;
-        if let Some(slot) = self.slots.get_mut(key.index).filter(|s| s.serial == key.serial) {
+        let key = running.attempt.conn;
+        if let Some(slot) = self.slots.slot_mut(key) {
             slot.exchanges.remove(&running.exchange.stream);
         }
         Some(running)
     }
 
-    fn retry_exchange(&mut self, ex: usize, why: Termination, now: Instant) {
-        let Some(Running {
-            mut route,
+    pub(super) fn retry_exchange(&mut self, ex: usize, why: Termination, now: Instant) {
+        let Some(ActiveExchange {
+            mut attempt,
             server,
             exchange,
         }) = self.unlink(ex)
@@ -402,218 +328,95 @@ impl Worker {
             return;
         };
         server.traffic.abandon();
-        server.observe(match why {
+        let outcome = match why {
             Termination::ConnectFailed | Termination::ConnectTimeout => Observed::ConnectError,
             _ => Observed::ResponseError,
-        });
-        if matches!(why, Termination::ConnectFailed | Termination::ConnectTimeout) {
-            self.proxy.connect_errors.fetch_add(1, Relaxed);
-        }
+        };
+        self.observe(&server, outcome);
         tracing::debug!(server = %server.name(), why = why.code(), "retrying a request");
-        route.tried.push(exchange.server);
+        attempt.tried.push(exchange.server);
         let (sock, forward) = exchange.into_retry();
         drop(sock);
-        self.redispatch(route, forward, now);
+        self.redispatch(attempt, forward, now);
         self.drain_queue(&server.backend, now);
     }
 
-    /// Removes an exchange: its socket goes back to the pool when reusable, else it is closed.
+    /// What traffic showed about a server: its `observe` streaks, and the connect-error counters (the
+    /// server's and the proxy's), which move together here only.
+    pub(super) fn observe(&self, server: &ServerRuntime, what: Observed) {
+        if what == Observed::ConnectError {
+            self.proxy.connect_errors.fetch_add(1, Relaxed);
+        }
+        server.observe(what);
+    }
+
+    /// Removes an exchange: its socket goes back to the pool when reusable, else it is closed; the
+    /// request ends.
     pub(super) fn end_exchange(&mut self, ex: usize, why: Termination, reusable: bool) {
-        let Some(Running {
-            route,
+        let Some(ActiveExchange {
+            attempt: _,
             server,
             exchange,
         }) = self.unlink(ex)
         else {
             return;
         };
-        let info = exchange.info.clone();
-        let observed = match why {
+        let facts = &exchange.request.facts;
+        let outcome = match why {
             Termination::ConnectFailed | Termination::ConnectTimeout => Observed::ConnectError,
-            Termination::Normal if info.status.is_some_and(|s| s < 500) => Observed::Fine,
+            Termination::Normal if facts.status.is_some_and(|s| s < 500) => Observed::Fine,
             Termination::ClientAborted => Observed::Fine,
             _ => Observed::ResponseError,
         };
-        server.observe(observed);
-        if why == Termination::ConnectFailed {
-            self.proxy.connect_errors.fetch_add(1, Relaxed);
-        }
-        let response_time = info.head_at.map(|t| t - info.started);
-        let bytes = (info.bytes_in, info.bytes_out);
-        server.traffic.end(info.status, bytes, response_time);
-        let server_name = format!("{}/{}", server.backend, server.name());
-        self.close_request(&route, exchange.stream, &info, &server_name, why, response_time);
+        self.observe(&server, outcome);
+        let response_time = facts.head_at.map(|t| t - facts.started);
+        server
+            .traffic
+            .end(facts.status, (facts.bytes_in, facts.bytes_out), response_time);
         let addr = exchange.addr;
-        let sock = exchange.into_socket();
+        let (sock, request) = exchange.into_parts();
+        request.finish(why, format!("{}/{}", server.backend, server.name()));
         if reusable && self.stop_deadline.is_none() {
             self.pool.checkin(addr, sock, Instant::now());
         }
         self.drain_queue(&server.backend, Instant::now());
     }
 
-    /// The end of a request's accounting on its frontend and backend, and its access-log line.
-    fn close_request(
-        &self,
-        route: &Route,
-        stream: u64,
-        info: &ExchangeInfo,
-        server: &str,
-        why: Termination,
-        response_time: Option<std::time::Duration>,
-    ) {
-        let bytes = (info.bytes_in, info.bytes_out);
-        route.frontend.traffic.end(info.status, bytes, response_time);
-        route.backend.traffic.end(info.status, bytes, response_time);
-        self.proxy
-            .count_request(info.status, info.bytes_in, info.bytes_out);
-        let (peer, trace) = match self
-            .slots
-            .get(route.conn.index)
-            .filter(|s| s.serial == route.conn.serial)
-        {
-            Some(slot) => (slot.peer.to_string(), slot.trace.as_str()),
-            None => ("-".into(), "-"),
-        };
-        access_log::log(&peer, trace, stream, info, server, why.code(), Instant::now());
-    }
-
-    /// Answers a request that never reached a server with the error `why` calls for.
-    fn fail_request(
+    /// Answers a request that never reached a server with the error `why` calls for, and ends it.
+    pub(super) fn fail_request(
         &mut self,
-        route: Route,
+        attempt: Attempt,
         forward: Forward,
         why: Termination,
         server: Option<&ServerRuntime>,
     ) {
-        let mut info = forward.info;
-        let status = why.status();
-        let key = route.conn;
-        let answer = why != Termination::ClientAborted;
-        if let Some(slot) = self
-            .slots
-            .get_mut(key.index)
-            .filter(|s| s.serial == key.serial && answer)
-        {
-            if let SlotConn::Live(conn) = &mut slot.conn {
-                respond_error(conn, forward.stream, status);
-                info.status = Some(status);
-                mark_dirty(&mut self.dirty, slot, key.index);
-            }
+        let mut request = forward.request;
+        if why != Termination::ClientAborted {
+            self.respond_error(attempt.conn, forward.stream, why.status(), &mut request);
         }
         let name = server.map_or_else(
-            || route.backend.name.clone(),
+            || attempt.backend.name.clone(),
             |s| format!("{}/{}", s.backend, s.name()),
         );
-        self.close_request(&route, forward.stream, &info, &name, why, None);
+        request.finish(why, name);
     }
 
-    /// Answers 503 to a request no backend rule matched.
-    fn answer_without_backend(
-        &mut self,
-        conn: ConnKey,
-        stream: u64,
-        mut info: ExchangeInfo,
-        frontend: &FrontendRuntime,
-    ) {
+    /// Answers 503 to a request no backend rule matched, and ends it.
+    pub(super) fn answer_without_backend(&mut self, conn: ConnHandle, stream: u64, mut request: InFlight) {
         let why = Termination::ConnectFailed;
-        let Some(slot) = self.slots.get_mut(conn.index) else {
+        self.respond_error(conn, stream, why.status(), &mut request);
+        request.finish(why, "-".into());
+    }
+
+    /// Sends an error status on a live connection's stream, as the request's status.
+    fn respond_error(&mut self, conn: ConnHandle, stream: u64, status: u16, request: &mut InFlight) {
+        let Some(slot) = self.slots.slot_mut(conn) else {
             return;
         };
-        if let SlotConn::Live(c) = &mut slot.conn {
-            respond_error(c, stream, why.status());
-            info.status = Some(why.status());
+        if let ServerConn::Live(c) = &mut slot.conn {
+            respond_error(c, stream, status);
+            request.facts.status = Some(status);
+            mark_dirty(&mut self.dirty, slot, conn.index);
         }
-        frontend.traffic.end(info.status, (0, 0), None);
-        self.proxy.count_request(info.status, 0, 0);
-        access_log::log(
-            &slot.peer.to_string(),
-            &slot.trace,
-            stream,
-            &info,
-            "-",
-            why.code(),
-            Instant::now(),
-        );
-    }
-
-    // ---------------------------------------------------------------- the queues
-
-    /// Starts queued requests of backend `name` while a server has room; drops those whose client left.
-    pub(super) fn drain_queue(&mut self, name: &str, now: Instant) {
-        loop {
-            let Some(front) = self.queues.get_mut(name).and_then(VecDeque::pop_front) else {
-                return;
-            };
-            front.route.backend.queued.fetch_sub(1, Relaxed);
-            if !self.is_live(front.route.conn) {
-                self.fail_request(front.route, front.forward, Termination::ClientAborted, None);
-                continue;
-            }
-            let Some(b) = self.config.backend(name) else {
-                self.fail_request(front.route, front.forward, Termination::ConnectFailed, None);
-                continue;
-            };
-            let loads = self.loads(b, &front.route.tried);
-            let key = front.route.key.clone();
-            match self.balancers[b].pick(&loads, key.as_deref()) {
-                Some(s) => self.start_exchange(front.route, front.forward, b, s, now),
-                None => {
-                    front.route.backend.queued.fetch_add(1, Relaxed);
-                    if let Some(queue) = self.queues.get_mut(name) {
-                        queue.push_front(front);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The earliest queue deadline. Queues are FIFO with one timeout per backend, so their fronts expire
-    /// first (after a reload changed `timeout queue`, later entries wait for the front: at most the old
-    /// timeout).
-    pub(super) fn queue_deadline(&self) -> Option<Instant> {
-        self.queues
-            .values()
-            .filter_map(|q| q.front().map(|e| e.deadline))
-            .min()
-    }
-
-    /// Answers 503 to queued requests past `timeout queue`.
-    pub(super) fn expire_queues(&mut self, now: Instant) {
-        let mut expired = Vec::new();
-        for queue in self.queues.values_mut() {
-            while queue.front().is_some_and(|e| e.deadline <= now) {
-                expired.extend(queue.pop_front());
-            }
-        }
-        for e in expired {
-            e.route.backend.queued.fetch_sub(1, Relaxed);
-            self.fail_request(e.route, e.forward, Termination::QueueTimeout, None);
-        }
-    }
-
-    /// Drops the queued requests of a connection (`stream: None`) or of one of its streams.
-    pub(super) fn unqueue(&mut self, conn: ConnKey, stream: Option<u64>) {
-        let mut gone = Vec::new();
-        for queue in self.queues.values_mut() {
-            while let Some(pos) = queue
-                .iter()
-                .position(|e| e.route.conn == conn && stream.is_none_or(|s| s == e.forward.stream))
-            {
-                if let Some(e) = queue.remove(pos) {
-                    gone.push(e);
-                }
-            }
-        }
-        for e in gone {
-            e.route.backend.queued.fetch_sub(1, Relaxed);
-            self.fail_request(e.route, e.forward, Termination::ClientAborted, None);
-        }
-    }
-
-    fn is_live(&self, conn: ConnKey) -> bool {
-        self.slots
-            .get(conn.index)
-            .is_some_and(|s| s.serial == conn.serial && matches!(s.conn, SlotConn::Live(_)))
     }
 }

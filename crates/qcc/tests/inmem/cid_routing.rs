@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qcc::route::{CidRouter, Route};
+use qcc::route::{CidRoute, CidRouter};
 use qcc::{Connection, Counters, Limits, ServerConfig};
 
 use crate::harness::cert_files;
@@ -47,8 +47,8 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                 let mut dgram = buf[..n].to_vec();
                 let now = Instant::now();
                 let owner = match router.route(&mut dgram) {
-                    Route::Owner(w) => w,
-                    Route::New { dcid } => {
+                    CidRoute::Owner(w) => w,
+                    CidRoute::New { dcid } => {
                         // Worker c accepts client c; both the client's DCID and ours route to it.
                         let scid = quiche::ConnectionId::from_vec(
                             (0..16).map(|b| b as u8 ^ (c as u8 * 16 + 7)).collect(),
@@ -69,7 +69,7 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                         workers[c] = Some(conn);
                         c
                     }
-                    Route::Drop => panic!("a datagram of client {c} was unroutable"),
+                    CidRoute::Drop => panic!("a datagram of client {c} was unroutable"),
                 };
                 assert_eq!(owner, c, "a datagram of client {c} was routed to worker {owner}");
                 routed[c] += 1;

@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use qcc::{AbortCause, BodyRead, Closing, Connection, Counters, Event, Limits, ResponseHead, SendBody};
-use qcc::{ServerConfig, TransportParams};
+use qcc::{AbortCause, BodyRead, Connection, Counters, Event, Limits, ResponseHead, SendBody};
+use qcc::{ServerConfig, ServerConn, TransportParams};
 use quiche::h3::{self, Header, NameValue};
 
 pub const CLIENT: &str = "127.0.0.1:40000";
@@ -417,13 +417,6 @@ pub struct ClientState {
 
 // ---------------------------------------------------------------- the pair
 
-pub enum Server {
-    Pending,
-    Live(Box<Connection>),
-    Closing(Closing),
-    Gone,
-}
-
 pub struct Setup {
     pub seed: u64,
     pub knobs: Knobs,
@@ -467,7 +460,8 @@ impl qcc::Waker for CountingWaker {
 
 pub struct Pair {
     pub counters: Arc<Counters>,
-    pub server: Server,
+    /// `None` until the client's first Initial arrives.
+    pub server: Option<ServerConn>,
     server_config: ServerConfig,
     pub client: quiche::Connection,
     pub client_h3: Option<h3::Connection>,
@@ -514,7 +508,7 @@ impl Pair {
             .set_max_send_udp_payload_size(setup.knobs.mtu);
         Pair {
             counters: Arc::new(Counters::default()),
-            server: Server::Pending,
+            server: None,
             server_config,
             client,
             client_h3: None,
@@ -549,21 +543,21 @@ impl Pair {
 
     pub fn live(&self) -> Option<&Connection> {
         match &self.server {
-            Server::Live(c) => Some(c),
+            Some(ServerConn::Live(c)) => Some(c),
             _ => None,
         }
     }
 
     pub fn live_mut(&mut self) -> Option<&mut Connection> {
         match &mut self.server {
-            Server::Live(c) => Some(c),
+            Some(ServerConn::Live(c)) => Some(c),
             _ => None,
         }
     }
 
     /// Runs `f` with the live connection and the app.
     pub fn with_server<R>(&mut self, f: impl FnOnce(&mut Connection, &mut App) -> R) -> R {
-        let Server::Live(conn) = &mut self.server else {
+        let Some(ServerConn::Live(conn)) = &mut self.server else {
             panic!("the server connection is not live")
         };
         let r = f(conn, &mut self.app);
@@ -740,7 +734,7 @@ impl Pair {
     fn server_recv(&mut self, mut dgram: Vec<u8>) {
         let now = self.clock.now();
         let (from, to) = (self.client_addr, self.server_addr);
-        if matches!(self.server, Server::Pending) {
+        if self.server.is_none() {
             let Ok(hdr) = quiche::Header::from_slice(&mut dgram, quiche::MAX_CONN_ID_LEN) else {
                 return;
             };
@@ -763,23 +757,17 @@ impl Pair {
                 now,
             )
             .unwrap();
-            self.server = Server::Live(Box::new(conn));
+            self.server = Some(ServerConn::live(conn));
         }
-        match &mut self.server {
-            Server::Live(c) => {
-                let _ = c.handle_datagram(now, &mut dgram, from, to);
-            }
-            Server::Closing(c) => {
-                let _ = c.handle_datagram(now, &mut dgram, from, to);
-            }
-            Server::Pending | Server::Gone => {}
+        if let Some(server) = &mut self.server {
+            let _ = server.handle_datagram(now, &mut dgram, from, to);
         }
         self.dispatch_server_events();
     }
 
     pub fn dispatch_server_events(&mut self) -> bool {
         let mut progress = false;
-        while let Server::Live(conn) = &mut self.server {
+        while let Some(ServerConn::Live(conn)) = &mut self.server {
             let Some(event) = conn.poll_event() else { break };
             progress = true;
             if matches!(event, Event::Dead) {
@@ -791,8 +779,8 @@ impl Pair {
             }
             self.app.on_event(conn, event);
         }
-        if matches!(&self.server, Server::Closing(c) if c.is_closed()) {
-            self.server = Server::Gone;
+        if matches!(&self.server, Some(ServerConn::Closing(c)) if c.is_closed()) {
+            self.server = Some(ServerConn::Closed);
             progress = true;
         }
         progress
@@ -800,12 +788,10 @@ impl Pair {
 
     /// `Connection::release`, the only way a connection ends.
     pub fn release_server(&mut self) {
-        let Server::Live(conn) = std::mem::replace(&mut self.server, Server::Gone) else {
-            return;
-        };
-        let released = conn.release(self.clock.now());
-        self.orphans.extend(released.orphans);
-        self.server = Server::Closing(released.closing);
+        let now = self.clock.now();
+        if let Some(server) = &mut self.server {
+            self.orphans.extend(server.release(now));
+        }
     }
 
     // ---- driving
@@ -821,11 +807,10 @@ impl Pair {
             progress = true;
         }
         loop {
-            let t = match &mut self.server {
-                Server::Live(c) => c.poll_transmit(now, &mut self.buf),
-                Server::Closing(c) => c.poll_transmit(now, &mut self.buf),
-                _ => None,
-            };
+            let t = self
+                .server
+                .as_mut()
+                .and_then(|s| s.poll_transmit(now, &mut self.buf));
             let Some(t) = t else { break };
             assert_eq!(t.to, self.client_addr);
             let d = self.buf[..t.len].to_vec();
@@ -861,15 +846,15 @@ impl Pair {
             self.client.timeout().map(|d| now + d)
         };
         let (server_real, ours) = match &self.server {
-            Server::Live(c) => (c.transport_timeout(now), c.own_timeout()),
-            Server::Closing(c) => (c.poll_timeout(now), None),
+            Some(ServerConn::Live(c)) => (c.transport_timeout(now), c.own_timeout()),
+            Some(ServerConn::Closing(c)) => (c.poll_timeout(now), None),
             _ => (None, None),
         };
         let real = [client_dl, server_real].into_iter().flatten().min();
         if let Some(ours) = ours.filter(|t| real.is_none_or(|r| *t <= r)) {
             self.clock.jump_to(ours);
             let now = self.clock.now();
-            if let Server::Live(c) = &mut self.server {
+            if let Some(ServerConn::Live(c)) = &mut self.server {
                 c.handle_timeout(now);
             }
             self.dispatch_server_events();
@@ -884,10 +869,8 @@ impl Pair {
         }
         let now = self.clock.now();
         self.client.on_timeout();
-        match &mut self.server {
-            Server::Live(c) => c.handle_timeout(now),
-            Server::Closing(c) => c.handle_timeout(now),
-            _ => {}
+        if let Some(server) = &mut self.server {
+            server.handle_timeout(now);
         }
         self.dispatch_server_events();
         true
@@ -922,16 +905,16 @@ impl Pair {
 
     /// Drives until the server connection is gone (released, closed, dropped) and the client closed.
     pub fn run_to_end(&mut self) -> bool {
-        self.run_until(|p| matches!(p.server, Server::Gone) && p.client.is_closed())
+        self.run_until(|p| matches!(p.server, Some(ServerConn::Closed)) && p.client.is_closed())
     }
 
     /// A one-line state report for failure messages.
     pub fn describe(&self) -> String {
         let server = match &self.server {
-            Server::Pending => "pending".to_string(),
-            Server::Live(c) => format!("live {c:?} dead={}", c.is_dead()),
-            Server::Closing(c) => format!("{c:?} closed={}", c.is_closed()),
-            Server::Gone => "gone".to_string(),
+            None => "pending".to_string(),
+            Some(ServerConn::Live(c)) => format!("live {c:?} dead={}", c.is_dead()),
+            Some(ServerConn::Closing(c)) => format!("{c:?} closed={}", c.is_closed()),
+            Some(ServerConn::Closed) => "gone".to_string(),
         };
         format!(
             "server: {server}; client closed={} draining={} timeout={:?} goaway={} errors={:?}/{:?}; counters {:?}; app streams {:?}",
@@ -954,7 +937,7 @@ impl Pair {
     pub fn assert_idle(&self) {
         self.assert_no_out_of_order();
         assert!(
-            matches!(self.server, Server::Gone | Server::Pending),
+            matches!(self.server, Some(ServerConn::Closed) | None),
             "the server connection still exists"
         );
         let snap = self.counters.snapshot();

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use qcc::codes;
 
-use crate::harness::{pattern_vec, Knobs, Pair, Server, Setup};
+use crate::harness::{pattern_vec, Knobs, Pair, Setup};
+use qcc::ServerConn;
 
 /// Seeds per run in CI: 1,000, over four tests that run in parallel.
 const DEFAULT_SEEDS: u64 = 1000;
@@ -156,7 +157,7 @@ fn run_seed(seed: u64) {
     }
     // The client may miss a lost CONNECTION_CLOSE and wait for its idle timeout: only the server's end
     // is required here.
-    let ended = pair.run_until(|p| matches!(p.server, Server::Gone));
+    let ended = pair.run_until(|p| matches!(p.server, Some(ServerConn::Closed)));
     assert!(
         ended,
         "seed {seed}: the connection did not end: {}",

@@ -1,6 +1,7 @@
 //! The release order is enforced: run in HAProxy 2.9.6's order, the counters catch it.
 
-use crate::harness::{Pair, Server, Setup};
+use crate::harness::{Pair, Setup};
+use qcc::ServerConn;
 
 fn budget_exhausted_pair() -> Pair {
     let mut setup = Setup::default();
@@ -22,14 +23,14 @@ fn budget_exhausted_pair() -> Pair {
 fn the_wrong_order_is_counted_as_a_stale_wakeup_and_an_out_of_order_release() {
     let mut pair = budget_exhausted_pair();
     pair.counters.set_panic_on_out_of_order(false);
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+    let Some(ServerConn::Live(conn)) = pair.server.replace(ServerConn::Closed) else {
         panic!()
     };
     let released = conn.release_in_wrong_order(pair.clock.now());
     let snap = pair.counters.snapshot();
     assert!(snap.stale_wakeups >= 1, "{snap:?}");
     assert!(snap.out_of_order_releases >= 1, "{snap:?}");
-    pair.server = Server::Closing(released.closing);
+    pair.server = Some(ServerConn::Closing(released.closing));
     pair.net.drop_to_server = false;
     assert!(pair.run_to_end());
 }
@@ -54,7 +55,7 @@ fn the_right_order_counts_nothing() {
 #[should_panic(expected = "out-of-order release")]
 fn debug_builds_panic_on_an_out_of_order_release() {
     let mut pair = budget_exhausted_pair();
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+    let Some(ServerConn::Live(conn)) = pair.server.replace(ServerConn::Closed) else {
         panic!()
     };
     let _ = conn.release_in_wrong_order(pair.clock.now());
@@ -65,7 +66,7 @@ fn debug_builds_panic_on_an_out_of_order_release() {
 #[should_panic(expected = "connection dropped without release")]
 fn dropping_a_connection_without_release_is_caught() {
     let mut pair = Pair::established(Setup::default());
-    let Server::Live(conn) = std::mem::replace(&mut pair.server, Server::Gone) else {
+    let Some(ServerConn::Live(conn)) = pair.server.replace(ServerConn::Closed) else {
         panic!()
     };
     drop(conn);

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use qcc::{codes, AbortCause};
 
-use crate::harness::{pattern_vec, Dir, Knobs, Pair, Server, Setup};
+use crate::harness::{pattern_vec, Dir, Knobs, Pair, Setup};
+use qcc::ServerConn;
 
 fn setup_with(f: impl FnOnce(&mut Setup)) -> Setup {
     let mut setup = Setup::default();
@@ -181,7 +182,7 @@ fn scenario_05_new_stream_after_release_is_refused_and_packets_still_acknowledge
     assert!(pair.run_until(|p| p.app.closed.contains(&first)));
     pair.with_server(|c, _| c.shutdown(Instant::now()));
     // No request left: the connection was released; its descriptor waits for acknowledgements.
-    assert!(matches!(pair.server, Server::Closing(_)));
+    assert!(matches!(pair.server, Some(ServerConn::Closing(_))));
     let snap = pair.counters.snapshot();
     assert_eq!((snap.closing_live, snap.descs_released_live), (1, 1), "{snap:?}");
     let late = pair.request("GET", "/bytes/10", None);
@@ -227,7 +228,9 @@ fn scenario_07_flow_control_frames_queued_when_the_connection_is_released() {
     // Stop right after the server read past half its windows: MAX_DATA / MAX_STREAM_DATA are queued.
     assert!(pair.run_until(
         |p| p.live().is_some_and(|_| true) && p.app.requests.len() == 1 && {
-            let Server::Live(c) = &p.server else { return false };
+            let Some(ServerConn::Live(c)) = &p.server else {
+                return false;
+            };
             c.transport().stats().recv_bytes > 300 * 1024
         }
     ));
@@ -288,7 +291,9 @@ fn scenario_10_reset_stream_gives_back_connection_flow_control_credit() {
     // end, see docs/ARCHITECTURE.md.)
     let stalled = pair.request("POST", "/stall", Some(vec![5; 400 * 1024]));
     assert!(pair.run_until(|p| {
-        let Server::Live(c) = &p.server else { return false };
+        let Some(ServerConn::Live(c)) = &p.server else {
+            return false;
+        };
         c.transport().stats().recv_bytes > 250 * 1024
     }));
     pair.client_reset(stalled, codes::H3_REQUEST_CANCELLED);
@@ -409,7 +414,7 @@ fn scenario_14_timers_end_with_the_connection() {
         .unwrap();
     assert!(pair.run_until(|p| p.live().is_some_and(|c| !c.opening_streams().is_empty())));
     pair.release_server();
-    let Server::Closing(closing) = &pair.server else {
+    let Some(ServerConn::Closing(closing)) = &pair.server else {
         panic!("not closing")
     };
     let now = pair.clock.now();
@@ -499,7 +504,9 @@ fn scenario_19_aborted_upload_whose_flow_control_update_follows_the_release() {
     let mut pair = Pair::established(setup_with(|s| s.params.initial_max_stream_data = 64 * 1024));
     let id = pair.request("POST", "/sink", Some(vec![4; 1024 * 1024]));
     assert!(pair.run_until(|p| {
-        let Server::Live(c) = &p.server else { return false };
+        let Some(ServerConn::Live(c)) = &p.server else {
+            return false;
+        };
         c.transport().stats().recv_bytes > 100 * 1024
     }));
     // The app has just read (MAX_STREAM_DATA is queued) and now aborts the upload.

@@ -1,0 +1,195 @@
+//! The proxy's own counters (the layers' are `qcc::Counters`; per-object ones are `traffic::Traffic`),
+//! and the enums that index them: status classes, QUIC Retry outcomes, early-data actions.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The class of a status sent to a client; `None` when the request ended before any status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusClass {
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirection,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// No status went out.
+    None,
+}
+
+impl StatusClass {
+    /// Every class, in counter order.
+    pub(crate) const ALL: [StatusClass; 6] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+        StatusClass::None,
+    ];
+
+    /// The class of `status`.
+    pub(crate) fn of(status: Option<u16>) -> Self {
+        match status {
+            Some(100..=199) => StatusClass::Informational,
+            Some(200..=299) => StatusClass::Success,
+            Some(300..=399) => StatusClass::Redirection,
+            Some(400..=499) => StatusClass::ClientError,
+            Some(500..=599) => StatusClass::ServerError,
+            _ => StatusClass::None,
+        }
+    }
+
+    /// The label value: `1xx` ... `5xx`, `none`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::None => "none",
+        }
+    }
+}
+
+/// What became of a QUIC Retry on a `quic-force-retry` bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryOutcome {
+    /// A Retry packet went out.
+    Sent,
+    /// A token came back valid.
+    Validated,
+    /// A token was refused (forged, expired, another address).
+    Rejected,
+}
+
+impl RetryOutcome {
+    /// Every outcome, in counter order.
+    pub(crate) const ALL: [RetryOutcome; 3] = [
+        RetryOutcome::Sent,
+        RetryOutcome::Validated,
+        RetryOutcome::Rejected,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RetryOutcome::Sent => "sent",
+            RetryOutcome::Validated => "validated",
+            RetryOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// What happened to a request that arrived in 0-RTT early data (RFC 8470).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EarlyData {
+    /// Forwarded before the handshake completed, with `Early-Data: 1`.
+    Forwarded,
+    /// Held until the handshake completed (a method not in `early-data-methods`, or
+    /// `http-request wait-for-handshake`).
+    Held,
+    /// Answered 425 (Too Early) by the server and sent again once the handshake completed.
+    Replayed,
+}
+
+impl EarlyData {
+    /// Every action, in counter order.
+    pub(crate) const ALL: [EarlyData; 3] = [EarlyData::Forwarded, EarlyData::Held, EarlyData::Replayed];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EarlyData::Forwarded => "forwarded",
+            EarlyData::Held => "held",
+            EarlyData::Replayed => "replayed",
+        }
+    }
+}
+
+/// The proxy's own counters.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyCounters {
+    /// Open backend sockets (in use or idle).
+    pub(crate) backend_sockets: AtomicU64,
+    /// Of those, idle in the keep-alive pool.
+    pub(crate) backend_sockets_idle: AtomicU64,
+    /// Exchanges in progress.
+    pub(crate) exchanges: AtomicU64,
+    /// Request body bytes.
+    pub(crate) bytes_in: AtomicU64,
+    /// Response body bytes.
+    pub(crate) bytes_out: AtomicU64,
+    /// Failed backend connections.
+    pub(crate) connect_errors: AtomicU64,
+    /// Connection IDs in the router.
+    pub(crate) cid_routes: AtomicU64,
+    /// Idle-time memory trims.
+    pub(crate) memory_trims: AtomicU64,
+    requests: [AtomicU64; StatusClass::ALL.len()],
+    retries: [AtomicU64; RetryOutcome::ALL.len()],
+    early_data: [AtomicU64; EarlyData::ALL.len()],
+}
+
+impl ProxyCounters {
+    /// Counts one finished request.
+    pub(crate) fn count_request(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64) {
+        self.requests[StatusClass::of(status) as usize].fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+
+    /// Requests finished in `class`.
+    pub(crate) fn requests(&self, class: StatusClass) -> u64 {
+        self.requests[class as usize].load(Relaxed)
+    }
+
+    /// Counts one QUIC Retry event.
+    pub(crate) fn count_retry(&self, outcome: RetryOutcome) {
+        self.retries[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Retry events with `outcome`.
+    pub(crate) fn retries(&self, outcome: RetryOutcome) -> u64 {
+        self.retries[outcome as usize].load(Relaxed)
+    }
+
+    /// Counts one early-data request and what was done with it.
+    pub(crate) fn count_early(&self, action: EarlyData) {
+        self.early_data[action as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Early-data requests that saw `action`.
+    pub(crate) fn early(&self, action: EarlyData) -> u64 {
+        self.early_data[action as usize].load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_land_in_their_class() {
+        let cases = [
+            (Some(101), "1xx"),
+            (Some(204), "2xx"),
+            (Some(304), "3xx"),
+            (Some(425), "4xx"),
+            (Some(503), "5xx"),
+            (None, "none"),
+            (Some(99), "none"),
+            (Some(600), "none"),
+        ];
+        for (status, label) in cases {
+            assert_eq!(StatusClass::of(status).label(), label, "{status:?}");
+        }
+        for (i, class) in StatusClass::ALL.iter().enumerate() {
+            assert_eq!(*class as usize, i);
+        }
+    }
+}

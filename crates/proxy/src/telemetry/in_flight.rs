@@ -1,0 +1,94 @@
+//! A request's accounting, from its head to its access line. [`InFlight::begin`] counts it on its
+//! frontend (and [`InFlight::enter_backend`] on its backend); `Drop` ends it on both, counts its status and
+//! writes its access line: exactly once, whatever path the request took (answered, failed, queued and
+//! dropped, held for a handshake that never came, or released with its connection).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::telemetry::access_log::{self, AccessFacts};
+use crate::telemetry::counters::ProxyCounters;
+use crate::upstream::live::{BackendRuntime, FrontendRuntime};
+use crate::upstream::Termination;
+
+/// One request being served. Moves with the request (into a queue, an exchange, a retry); dropping it
+/// ends the request.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    proxy: Arc<ProxyCounters>,
+    frontend: Arc<FrontendRuntime>,
+    backend: Option<Arc<BackendRuntime>>,
+    client: SocketAddr,
+    conn: Arc<str>,
+    stream: u64,
+    /// What the access line reports; the exchange keeps it up to date.
+    pub(crate) facts: AccessFacts,
+    /// How it ended, and where (`backend/server`, the backend, or `-`); until set, a client abort.
+    end: Option<(Termination, String)>,
+}
+
+impl InFlight {
+    /// A request of `client` on connection `conn` (its trace id), stream `stream`, counted on `frontend`.
+    pub(crate) fn begin(
+        proxy: Arc<ProxyCounters>,
+        frontend: Arc<FrontendRuntime>,
+        (client, conn): (SocketAddr, Arc<str>),
+        stream: u64,
+        facts: AccessFacts,
+    ) -> Self {
+        frontend.traffic.begin();
+        InFlight {
+            proxy,
+            frontend,
+            backend: None,
+            client,
+            conn,
+            stream,
+            facts,
+            end: None,
+        }
+    }
+
+    /// The request goes to `backend`: counted there too, until it ends.
+    pub(crate) fn enter_backend(&mut self, backend: Arc<BackendRuntime>) {
+        debug_assert!(self.backend.is_none(), "a request has one backend");
+        backend.traffic.begin();
+        self.backend = Some(backend);
+    }
+
+    /// Ends the request: `why`, at `server`.
+    pub(crate) fn finish(mut self, why: Termination, server: String) {
+        self.end = Some((why, server));
+    }
+}
+
+impl Drop for InFlight {
+    // Accounting only: counters and the access line.
+    fn drop(&mut self) {
+        let f = &self.facts;
+        let response_time = f.head_at.map(|t| t - f.started);
+        let bytes = (f.bytes_in, f.bytes_out);
+        self.frontend.traffic.end(f.status, bytes, response_time);
+        if let Some(backend) = &self.backend {
+            backend.traffic.end(f.status, bytes, response_time);
+        }
+        self.proxy.count_request(f.status, f.bytes_in, f.bytes_out);
+        let (why, server) = match self.end.take() {
+            Some((why, server)) => (why, server),
+            None => (
+                Termination::ClientAborted,
+                self.backend.as_ref().map_or("-".to_string(), |b| b.name.clone()),
+            ),
+        };
+        access_log::log(
+            &self.client.to_string(),
+            &self.conn,
+            self.stream,
+            f,
+            &server,
+            why.code(),
+            Instant::now(),
+        );
+    }
+}

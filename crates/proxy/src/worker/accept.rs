@@ -1,0 +1,103 @@
+//! A new connection: version negotiation, the stateless Retry of `quic-force-retry` binds, and the
+//! slot a `qcc::Connection` lives in.
+
+use super::conns::Slot;
+use super::*;
+use crate::telemetry::counters::RetryOutcome;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use qcc::Connection;
+
+impl Worker {
+    pub(super) fn accept(
+        &mut self,
+        listener: usize,
+        len: usize,
+        peer: SocketAddr,
+        dcid: &[u8],
+        now: Instant,
+    ) -> Option<usize> {
+        if self.stop_deadline.is_some() {
+            return None; // Stopping: no new connection.
+        }
+        let hdr = quiche::Header::from_slice(&mut self.buf[..len], CID_LEN).ok()?;
+        let local = self.listeners[listener].local;
+        if !quiche::version_is_supported(hdr.version) {
+            let n = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut self.out).ok()?;
+            let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+            return None;
+        }
+        // A client Initial fills at least 1200 bytes (RFC 9000, 14.1); smaller ones cost us nothing.
+        if len < 1200 {
+            return None;
+        }
+        let random_cid: Vec<u8> = (0..CID_LEN).map(|_| self.rng.u8(..)).collect();
+        let (scid, odcid) = if self.listeners[listener].force_retry {
+            let token = hdr.token.as_deref().unwrap_or_default();
+            if hdr.ty != quiche::Type::Initial {
+                return None;
+            }
+            if token.is_empty() {
+                // Stateless: the client comes back to `random_cid` with the token, or not at all.
+                let token = self.retry_tokens.mint(peer, &hdr.dcid, SystemTime::now());
+                let new_scid = quiche::ConnectionId::from_ref(&random_cid);
+                let n = quiche::retry(
+                    &hdr.scid,
+                    &hdr.dcid,
+                    &new_scid,
+                    &token,
+                    hdr.version,
+                    &mut self.out,
+                )
+                .ok()?;
+                let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+                self.proxy.count_retry(RetryOutcome::Sent);
+                return None;
+            }
+            let Some(odcid) = self.retry_tokens.validate(peer, token, SystemTime::now()) else {
+                self.proxy.count_retry(RetryOutcome::Rejected);
+                return None;
+            };
+            self.proxy.count_retry(RetryOutcome::Validated);
+            (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
+        } else {
+            (random_cid, None)
+        };
+        let scid = quiche::ConnectionId::from_vec(scid);
+        let conn = match Connection::accept(
+            &mut self.listeners[listener].tls,
+            &scid,
+            odcid.as_ref(),
+            local,
+            peer,
+            self.counters.clone(),
+            None,
+            now,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "accept failed");
+                return None;
+            }
+        };
+        self.serial += 1;
+        let trace: Arc<str> = scid.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+        tracing::debug!(conn = %trace, %peer, "new connection");
+        let index = self.slots.insert(Slot {
+            serial: self.serial,
+            conn: ServerConn::live(conn),
+            listener,
+            peer,
+            trace,
+            exchanges: HashMap::new(),
+            awaiting_handshake: Vec::new(),
+            dirty: false,
+        });
+        self.router.insert(dcid, index);
+        self.router.insert(scid.as_ref(), index);
+        self.publish_routes();
+        Some(index)
+    }
+}

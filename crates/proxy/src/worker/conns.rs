@@ -1,0 +1,227 @@
+//! The connection slots: the handle that names one, the dirty list, each turn's events and
+//! transmissions, timers, and the one ordered `release`.
+
+use super::*;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use qcc::Event;
+
+use crate::upstream::Termination;
+
+/// A connection in the slab. `serial` tags it: an exchange that outlives its connection finds a
+/// different serial (or nothing) and stops there.
+pub(super) struct Slot {
+    pub(super) serial: u64,
+    pub(super) conn: ServerConn,
+    pub(super) listener: usize,
+    pub(super) peer: SocketAddr,
+    pub(super) trace: Arc<str>,
+    pub(super) exchanges: HashMap<u64, usize>,
+    /// Requests that came in early data and wait for the handshake to complete.
+    pub(super) awaiting_handshake: Vec<AwaitingHandshake>,
+    pub(super) dirty: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct ConnHandle {
+    pub(super) index: usize,
+    pub(super) serial: u64,
+}
+
+/// The connection slab. Looked up by index where the index is current (the CID router, the dirty list,
+/// events of the connection being processed), and by [`ConnHandle`] everywhere else: exchanges, queued
+/// and held requests may outlive their connection, and the serial check lives only here.
+#[derive(Default)]
+pub(super) struct Slots(Slab<Slot>);
+
+impl std::ops::Deref for Slots {
+    type Target = Slab<Slot>;
+    fn deref(&self) -> &Slab<Slot> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut Slab<Slot> {
+        &mut self.0
+    }
+}
+
+impl Slots {
+    /// The slot `h` names, if it still holds that connection (else `h` is stale).
+    pub(super) fn slot(&self, h: ConnHandle) -> Option<&Slot> {
+        self.0.get(h.index).filter(|s| s.serial == h.serial)
+    }
+
+    /// The slot `h` names, mutably, if it still holds that connection.
+    pub(super) fn slot_mut(&mut self, h: ConnHandle) -> Option<&mut Slot> {
+        self.0.get_mut(h.index).filter(|s| s.serial == h.serial)
+    }
+
+    /// The handle of the connection at `index` now.
+    pub(super) fn handle(&self, index: usize) -> Option<ConnHandle> {
+        self.0.get(index).map(|s| ConnHandle {
+            index,
+            serial: s.serial,
+        })
+    }
+}
+
+pub(super) fn mark_dirty(dirty: &mut Vec<usize>, slot: &mut Slot, index: usize) {
+    if !slot.dirty {
+        slot.dirty = true;
+        dirty.push(index);
+    }
+}
+
+impl Worker {
+    pub(super) fn process_dirty(&mut self, now: Instant) {
+        while let Some(index) = self.dirty.pop() {
+            if let Some(slot) = self.slots.get_mut(index) {
+                slot.dirty = false;
+            }
+            self.handle_events(index, now);
+            self.transmit(index, now);
+        }
+    }
+
+    pub(super) fn handle_events(&mut self, index: usize, now: Instant) {
+        let mut events = Vec::new();
+        {
+            let Some(slot) = self.slots.get_mut(index) else {
+                return;
+            };
+            let ServerConn::Live(conn) = &mut slot.conn else {
+                return;
+            };
+            while let Some(event) = conn.poll_event() {
+                events.push(event);
+            }
+        }
+        for event in events {
+            match event {
+                Event::Request { stream, head, end } => self.on_request(index, stream, head, end, now),
+                Event::Readable { stream } | Event::Writable { stream } => {
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
+                        self.progress_exchange(ex);
+                    }
+                }
+                Event::StreamClosed { stream, .. } => {
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
+                        self.progress_exchange(ex);
+                    }
+                }
+                Event::StreamAborted { stream, cause, .. } => {
+                    tracing::debug!(stream, ?cause, "stream aborted");
+                    if let Some(ex) = self
+                        .slots
+                        .get(index)
+                        .and_then(|s| s.exchanges.get(&stream).copied())
+                    {
+                        self.end_exchange(ex, Termination::ClientAborted, false);
+                    }
+                    if let Some(handle) = self.slots.handle(index) {
+                        self.unqueue(handle, Some(stream));
+                    }
+                    self.drop_awaiting(index, Some(stream));
+                }
+                Event::GoAway => {}
+                Event::Dead => self.release(index, now),
+            }
+        }
+        self.after_handshake(index, now);
+    }
+
+    /// `Connection::release`, the only way a connection ends; its exchanges are dropped first.
+    pub(super) fn release(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
+        let key = ConnHandle {
+            index,
+            serial: slot.serial,
+        };
+        self.drop_awaiting(index, None);
+        for ex in exchanges {
+            self.end_exchange(ex, Termination::ClientAborted, false);
+        }
+        self.unqueue(key, None);
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let orphans = slot.conn.release(now);
+        tracing::debug!(conn = %slot.trace, orphans = orphans.len(), "connection released");
+        mark_dirty(&mut self.dirty, slot, index);
+    }
+
+    pub(super) fn transmit(&mut self, index: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let socket = &self.listeners[slot.listener].socket;
+        loop {
+            let t = slot.conn.poll_transmit(now, &mut self.out);
+            let Some(t) = t else { break };
+            match socket.send_to(&self.out[..t.len], t.to) {
+                Ok(_) => {}
+                // A full socket buffer drops the datagram; QUIC recovers it as a loss.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => tracing::trace!("UDP send buffer full"),
+                Err(e) => tracing::debug!(error = %e, to = %t.to, "UDP send failed"),
+            }
+        }
+        // Requests answered while transmitting (a stream closed) may have queued events.
+        if let ServerConn::Live(c) = &mut slot.conn {
+            if c.has_events() {
+                mark_dirty(&mut self.dirty, slot, index);
+            }
+        }
+        let closed = slot.conn.is_closed();
+        if closed {
+            tracing::debug!(conn = %slot.trace, "connection closed");
+            self.slots.remove(index);
+            self.router.remove_owner(index);
+            self.publish_routes();
+        }
+    }
+
+    pub(super) fn publish_routes(&self) {
+        self.proxy.cid_routes.store(self.router.len() as u64, Relaxed);
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        for (index, slot) in self.slots.iter_mut() {
+            let due = slot.conn.poll_timeout(now);
+            if due.is_some_and(|t| t <= now) {
+                slot.conn.handle_timeout(now);
+                mark_dirty(&mut self.dirty, slot, index);
+            }
+        }
+        let expired: Vec<usize> = self
+            .exchanges
+            .iter()
+            .filter(|(_, r)| r.exchange.deadline().is_some_and(|t| t <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for ex in expired {
+            self.timeout_exchange(ex, now);
+        }
+        self.expire_queues(now);
+        if self.next_prune <= now {
+            self.pool.prune(now);
+            self.next_prune = now + Duration::from_secs(5);
+        }
+    }
+}

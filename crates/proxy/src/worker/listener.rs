@@ -1,0 +1,114 @@
+//! The UDP listeners: sockets, each bind's TLS and QUIC settings, and datagrams in (routed by
+//! destination connection ID to their connection, or to `accept`).
+
+use super::*;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mio::net::UdpSocket;
+use qcc::route::CidRoute;
+use qcc::{Limits, ServerConfig, TransportParams};
+
+use crate::config::{Config, QuicBind};
+
+pub(super) struct Listener {
+    pub(super) socket: UdpSocket,
+    pub(super) local: SocketAddr,
+    pub(super) frontend: usize,
+    pub(super) tls: ServerConfig,
+    /// `quic-force-retry`.
+    pub(super) force_retry: bool,
+}
+
+pub(super) fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps these at its maximum.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding UDP {addr}"))?;
+    Ok(socket.into())
+}
+
+/// quiche's transport parameters and the connection layer's limits from the configuration.
+pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParams, Limits) {
+    let g = &config.global;
+    let t = &config.frontends[frontend].timeouts;
+    let params = TransportParams {
+        max_idle_timeout: g.max_idle_timeout,
+        max_streams_bidi: g.max_concurrent_streams,
+        initial_max_data: g.conn_max_data,
+        initial_max_stream_data: g.stream_max_data,
+        ..TransportParams::default()
+    };
+    let limits = Limits {
+        tx_budget: g.tx_max,
+        stream_rx_buf: g.stream_rxbuf,
+        handshake_timeout: t.client_hs,
+        http_request_timeout: t.http_request,
+        keep_alive_timeout: t.http_keep_alive,
+    };
+    (params, limits)
+}
+
+pub(super) fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> Result<ServerConfig> {
+    let (params, limits) = quic_settings(config, frontend);
+    let mut tls = ServerConfig::new(&bind.cert, &bind.key, &params, limits)
+        .with_context(|| format!("TLS setup for {} ({})", bind.addr, bind.cert.display()))?;
+    if bind.allow_0rtt {
+        tls.enable_early_data();
+    }
+    Ok(tls)
+}
+
+impl Worker {
+    pub(super) fn read_listener(&mut self, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            match listener.socket.recv_from(&mut self.buf) {
+                Ok((len, peer)) => self.on_datagram(i, len, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_datagram(&mut self, listener: usize, len: usize, peer: SocketAddr) {
+        let now = Instant::now();
+        let local = self.listeners[listener].local;
+        let index = match self.router.route(&mut self.buf[..len]) {
+            CidRoute::Owner(index) => index,
+            CidRoute::New { dcid } => match self.accept(listener, len, peer, &dcid, now) {
+                Some(index) => index,
+                None => return,
+            },
+            CidRoute::Drop => return,
+        };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let res = slot.conn.handle_datagram(now, &mut self.buf[..len], peer, local);
+        if let Err(e) = res {
+            tracing::debug!(conn = %slot.trace, error = %e, "datagram refused");
+        }
+        // The client may have moved (NAT rebinding, migration): answers go where it is now.
+        slot.peer = peer;
+        mark_dirty(&mut self.dirty, slot, index);
+    }
+}
