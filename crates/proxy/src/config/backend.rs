@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{addr_arg, duration_arg, need, no_more, Res, Timeouts};
+use super::lexer::{addr_arg, duration_arg, need, no_more, Res};
+use super::Timeouts;
 
 /// Load-balancing algorithm (`balance ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +131,7 @@ fn count_arg(args: &[String], i: usize, what: &str, range: std::ops::RangeInclus
 
 impl ServerOptions {
     /// Reads options from `args[from..]` over the current values.
-    fn parse(&mut self, args: &[String], from: usize) -> Res<()> {
+    pub(super) fn parse(&mut self, args: &[String], from: usize) -> Res<()> {
         let mut j = from;
         while j < args.len() {
             let takes_value = match args[j].as_str() {
@@ -277,24 +278,20 @@ impl Default for BackendSettings {
 
 impl BackendSettings {
     /// Handles a backend keyword a `defaults` section shares; `None` when `args[0]` is not one.
-    pub(super) fn keyword(&mut self, args: &[String]) -> Option<Res<()>> {
-        Some(match args[0].as_str() {
-            "balance" => Balance::parse(args).map(|b| self.balance = b),
-            "retries" => count_arg(args, 1, "a retry count", 0..=100)
-                .and_then(|n| no_more(args, 2).map(|()| self.retries = n)),
-            "default-server" => self.default_server.parse(args, 1),
-            "http-check" => self.http_check(args),
-            "option" => match args.get(1).map(String::as_str) {
-                Some("redispatch") => no_more(args, 2).map(|()| self.redispatch = true),
-                Some("allbackups") => no_more(args, 2).map(|()| self.allbackups = true),
-                Some("httpchk") => self.httpchk(args),
-                _ => return None,
-            },
-            _ => return None,
-        })
+    /// `balance ALGORITHM`.
+    pub(super) fn balance(&mut self, args: &[String]) -> Res<()> {
+        self.balance = Balance::parse(args)?;
+        Ok(())
     }
 
-    fn httpchk(&mut self, args: &[String]) -> Res<()> {
+    /// `retries N`.
+    pub(super) fn retries(&mut self, args: &[String]) -> Res<()> {
+        self.retries = count_arg(args, 1, "a retry count", 0..=100)?;
+        no_more(args, 2)
+    }
+
+    /// `option httpchk [[METHOD] URI]`.
+    pub(super) fn httpchk(&mut self, args: &[String]) -> Res<()> {
         let (method, uri) = match (args.get(2), args.get(3)) {
             (None, _) => ("OPTIONS".to_string(), "/".to_string()),
             (Some(uri), None) => ("OPTIONS".to_string(), uri.clone()),
@@ -315,7 +312,8 @@ impl BackendSettings {
         Ok(())
     }
 
-    fn http_check(&mut self, args: &[String]) -> Res<()> {
+    /// `http-check expect status N`.
+    pub(super) fn http_check(&mut self, args: &[String]) -> Res<()> {
         if need(args, 1, "'expect'")? != "expect" || need(args, 2, "'status'")? != "status" {
             return Err("expected 'http-check expect status CODE'".into());
         }
@@ -390,13 +388,5 @@ impl Backend {
         }
         self.servers.push(Server { name, addr, options });
         Ok(())
-    }
-
-    /// A keyword of a backend section other than the common ones (timeout, option forwardfor, mode).
-    pub(super) fn keyword(&mut self, args: &[String]) -> Option<Res<()>> {
-        match args[0].as_str() {
-            "server" => Some(self.server_line(args)),
-            _ => self.settings.keyword(args),
-        }
     }
 }

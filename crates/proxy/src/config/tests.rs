@@ -1,0 +1,235 @@
+//! The parser's tests: a full configuration, every error naming its line, keywords of each section.
+
+use super::lexer::{parse_duration, parse_size, words};
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/qproxy/test.cfg"), text)
+}
+
+fn cert() -> String {
+    // Any readable file will do for the parser.
+    std::env::current_exe().unwrap().display().to_string()
+}
+
+fn base() -> String {
+    format!(
+        "global\n  tune.quic.mem.tx-max 1m\n\ndefaults\n  timeout connect 2s\n  option forwardfor\n\nfrontend web\n  bind quic4@127.0.0.1:4433 ssl crt {} alpn h3\n  http-response set-header alt-svc \"h3=\\\":443\\\";ma=900\"\n  use_backend api if {{ path_beg /api /v2 }}\n  use_backend api if {{ hdr(host) -i API.example.com }}\n  default_backend app\n\nbackend app\n  balance roundrobin\n  server a 127.0.0.1:8080 weight 2 check\n  server b 127.0.0.1:8081\n\nbackend api\n  timeout server 5s\n  server c [::1]:9000\n\nfrontend stats\n  bind 127.0.0.1:8404\n  http-request use-service prometheus-exporter if {{ path /metrics }}\n",
+        cert()
+    )
+}
+
+#[test]
+fn a_full_configuration_parses() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.global.tx_max, 1 << 20);
+    let f = &c.frontends[0];
+    assert_eq!(f.binds[0].addr, "127.0.0.1:4433".parse().unwrap());
+    assert_eq!(
+        f.set_response_headers.to_vec(),
+        vec![("alt-svc".into(), "h3=\":443\";ma=900".into())]
+    );
+    assert_eq!(f.rules[0].acl, Acl::PathBeg(vec!["/api".into(), "/v2".into()]));
+    assert!(matches!(&f.rules[1].acl, Acl::Hdr { name, ignore_case: true, .. } if name == "host"));
+    assert!(f.forwardfor);
+    assert_eq!(f.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.backends[0].servers[0].options.weight, 2);
+    assert_eq!(c.backends[1].timeouts.server, Duration::from_secs(5));
+    assert_eq!(c.backends[1].timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.stats[0].metrics_path.as_deref(), Some("/metrics"));
+    assert!(c.global.memory_trimming, "trimming is on unless turned off");
+    let off = parse(&base().replacen("global\n", "global\n  no-memory-trimming\n", 1)).unwrap();
+    assert!(!off.global.memory_trimming);
+}
+
+#[test]
+fn early_data_is_off_unless_a_bind_allows_it() {
+    let c = parse(&base()).unwrap();
+    let f = &c.frontends[0];
+    assert!(!f.binds[0].allow_0rtt);
+    assert!(f.early_data.forwards_early("GET") && f.early_data.forwards_early("HEAD"));
+    assert!(!f.early_data.forwards_early("POST"));
+    let text = base().replacen(
+        " alpn h3\n",
+        " alpn h3 allow-0rtt\n  early-data-methods GET\n  http-request wait-for-handshake\n",
+        1,
+    );
+    let c = parse(&text).unwrap();
+    let f = &c.frontends[0];
+    assert!(f.binds[0].allow_0rtt);
+    assert_eq!(f.early_data.methods, vec!["GET".to_string()]);
+    assert!(f.early_data.wait_for_handshake && !f.early_data.forwards_early("GET"));
+}
+
+fn error_line(text: &str) -> (usize, String) {
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.file, Path::new("/etc/qproxy/test.cfg"));
+    (e.line, e.message)
+}
+
+#[test]
+fn errors_name_the_line_and_what_was_expected() {
+    let good = base();
+    let lines: Vec<&str> = good.lines().collect();
+    let with = |n: usize, replacement: &str| {
+        let mut l = lines.clone();
+        l[n - 1] = replacement;
+        l.join("\n")
+    };
+    let cases = [
+        (2, "  tune.quic.mem.tx-max lots", "size"),
+        (2, "  no-memory-trimming now", "unexpected 'now'"),
+        (5, "  timeout connect soon", "duration"),
+        (5, "  timeout whenever 2s", "unknown timeout"),
+        (6, "  option teleport", "unknown option"),
+        (9, "  bind quic4@[::1]:4433 ssl crt x", "quic4@ takes an IPv4"),
+        (
+            9,
+            "  bind quic4@127.0.0.1:4433 crt /etc/hosts",
+            "needs 'ssl crt FILE'",
+        ),
+        (
+            9,
+            "  bind quic4@127.0.0.1:4433 ssl crt /nonexistent.pem",
+            "cannot read the certificate",
+        ),
+        (11, "  use_backend api if { path_beg }", "at least one value"),
+        (11, "  early-data-methods", "at least one method"),
+        (11, "  early-data-methods GET P@ST", "'P@ST' is not a method"),
+        (
+            11,
+            "  http-request wait-for-handshake if { path / }",
+            "takes no condition",
+        ),
+        (
+            11,
+            "  http-request deny",
+            "expected 'http-request wait-for-handshake' or",
+        ),
+        (11, "  use_backend api when { path_beg /a }", "'if' or 'unless'"),
+        (13, "  default_backend nowhere", "no backend named 'nowhere'"),
+        (17, "  server a 127.0.0.1 weight 2", "ADDRESS:PORT"),
+        (17, "  server a 127.0.0.1:8080 weight 0", "weight from 1 to 256"),
+        (16, "  balance fastest", "unknown balance"),
+        (
+            18,
+            "  srever b 127.0.0.1:8081",
+            "unknown keyword 'srever' in backend 'app'",
+        ),
+    ];
+    for (n, line, expect) in cases {
+        let (at, msg) = error_line(&with(n, line));
+        assert_eq!(at, n, "{line:?}: {msg}");
+        assert!(msg.contains(expect), "{line:?}: '{msg}' lacks '{expect}'");
+    }
+}
+
+#[test]
+fn balancing_checks_queues_and_retries_parse() {
+    let text = format!(
+        "defaults\n  retries 2\n  option redispatch\n  timeout queue 3s\n  default-server inter 1s fall 4\n\
+         frontend web\n  bind quic4@127.0.0.1:4433 ssl crt {}\n  default_backend app\n\
+         backend app\n  balance hdr(X-User)\n  option httpchk GET /health\n  http-check expect status 204\n  timeout check 500ms\n\
+         \x20 server a 127.0.0.1:8080 check rise 3 maxconn 10 maxqueue 5 observe layer7 error-limit 4\n\
+         \x20 default-server inter 250ms\n  server b 127.0.0.1:8081 weight 3\n\
+         backend other\n  balance random(3)\n  retries 0\n  option allbackups\n  server c 127.0.0.1:9000 check port 9001\n  server d 127.0.0.1:9002 backup\n\
+         frontend stats\n  bind 127.0.0.1:8404\n  stats uri /stats\n",
+        cert()
+    );
+    let c = parse(&text).unwrap();
+    let app = &c.backends[0];
+    assert_eq!(app.settings.balance, Balance::Hdr("x-user".into()));
+    assert_eq!((app.settings.retries, app.settings.redispatch), (2, true));
+    let chk = app.settings.httpchk.as_ref().unwrap();
+    assert_eq!(
+        (chk.method.as_str(), chk.uri.as_str(), chk.expect_status),
+        ("GET", "/health", Some(204))
+    );
+    assert_eq!(app.queue_timeout(), Duration::from_secs(3));
+    let (a, b) = (&app.servers[0].options, &app.servers[1].options);
+    assert!(a.check && !b.check);
+    assert_eq!((a.inter, a.rise, a.fall), (Duration::from_secs(1), 3, 4));
+    assert_eq!(
+        (a.maxconn, a.maxqueue, a.observe, a.error_limit),
+        (10, 5, Some(Observe::Layer7), 4)
+    );
+    assert_eq!((b.inter, b.weight, b.fall), (Duration::from_millis(250), 3, 4));
+    assert_eq!(app.check_timeout(&app.servers[0]), Duration::from_millis(500));
+    assert_eq!(app.queue_limit(), 5);
+    let other = &c.backends[1];
+    assert_eq!(other.settings.balance, Balance::Random { draws: 3 });
+    assert_eq!((other.settings.retries, other.settings.redispatch), (0, true));
+    assert!(other.settings.allbackups && !app.settings.allbackups);
+    let (c_, d) = (&other.servers[0], &other.servers[1]);
+    assert_eq!(c_.check_addr(), "127.0.0.1:9001".parse().unwrap());
+    assert_eq!(
+        d.check_addr(),
+        d.addr,
+        "checks go to the server's own port by default"
+    );
+    assert!(d.options.backup && !c_.options.backup);
+    assert_eq!(c.stats[0].stats_path.as_deref(), Some("/stats"));
+    assert_eq!(c.stats[0].metrics_path, None);
+
+    for (line, expect) in [
+        ("  balance fastest", "unknown balance algorithm 'fastest'"),
+        ("  balance random(0)", "random(N) with N from 1 to 16"),
+        ("  server x 127.0.0.1:1 observe layer4", "add 'check'"),
+        (
+            "  server x 127.0.0.1:1 check inter soon",
+            "check interval as a duration",
+        ),
+        ("  server x 127.0.0.1:1 fall 0", "fall count from 1 to 1000"),
+        (
+            "  server x 127.0.0.1:1 observe layer9 check",
+            "observe layer4 or layer7",
+        ),
+        ("  http-check expect status 999", "status code from 100 to 599"),
+        ("  http-check send meth GET", "http-check expect status CODE"),
+        ("  option httpchk GET health", "start with '/'"),
+        ("  retries many", "retry count from 0 to 100"),
+        (
+            "  server x 127.0.0.1:1 check port 0",
+            "check port from 1 to 65535",
+        ),
+        ("  option allbackups please", "unexpected 'please'"),
+    ] {
+        let bad = format!(
+            "frontend web\n  bind quic4@127.0.0.1:4433 ssl crt {}\n  default_backend app\nbackend app\n  server a 127.0.0.1:1\n{line}\n",
+            cert()
+        );
+        let (at, msg) = error_line(&bad);
+        assert_eq!(at, 6, "{line}: {msg}");
+        assert!(msg.contains(expect), "{line}: '{msg}' lacks '{expect}'");
+    }
+}
+
+#[test]
+fn structural_errors() {
+    assert!(error_line("timeout connect 1s\n").1.contains("outside a section"));
+    assert!(error_line("global\n").1.contains("no HTTP/3 frontend"));
+    assert!(error_line("frontend f\n  bind 127.0.0.1:80\n")
+        .1
+        .contains("serves only stats"));
+    assert!(error_line("backend b\n").1.contains("has no server"));
+    assert!(error_line("global\n  nbthread \"2\n").1.contains("unterminated"));
+}
+
+#[test]
+fn durations_and_sizes() {
+    assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("10us"), Some(Duration::from_micros(10)));
+    assert_eq!(parse_duration("1x"), None);
+    assert_eq!(parse_size("64k"), Some(65536));
+    assert_eq!(parse_size("4M"), Some(4 << 20));
+    assert_eq!(parse_size("k"), None);
+}
+
+#[test]
+fn words_handle_quotes_and_comments() {
+    assert_eq!(
+        words(r#"a "b c" 'd\e' f\ g # h"#).unwrap(),
+        vec!["a", "b c", "d\\e", "f g"]
+    );
+}
