@@ -1,5 +1,7 @@
 //! Architecture checks (rust-analyzer's "tidy"): the layer crates stay sans-IO and in dependency order,
-//! and every release scenario has its test.
+//! every release scenario has its test, and every Rust file says what it is for. The metric family and
+//! configuration keyword tables are held against their docs by unit tests beside the tables
+//! (`telemetry::families`, `config::keywords`), which can read them.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,9 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
         if path.is_dir() {
             out.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -114,6 +119,23 @@ fn every_release_scenario_has_its_test() {
         assert!(
             doc.contains(&format!("scenario_{n:02}_")),
             "docs/release-order.md does not map scenario {n}"
+        );
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_comment() {
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask", "tests"] {
+        files.extend(rust_files(&root().join(dir)));
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{} does not start with a `//!` comment saying what it is for",
+            file.display()
         );
     }
 }

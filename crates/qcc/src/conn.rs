@@ -81,6 +81,9 @@ pub struct Connection {
     wakeup: Arc<Wakeup>,
     h3: Option<h3::Connection>,
     h3_config: Arc<h3::Config>,
+    /// `conn{id=...}`: the caller enters it around its work on this connection, so every event (this
+    /// crate's and the caller's) carries the connection's id.
+    span: tracing::Span,
     /// Boxed: quiche's connection is large, and a `Connection` moves (into slabs, into `Closing`).
     conn: Box<Transport>,
     budget: TxBudget,
@@ -117,6 +120,7 @@ impl Connection {
             &mut config.quic,
         )?);
         counters.connections.inc();
+        let span = tracing::info_span!("conn", id = %conn.trace_id());
         let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
         let wakeup = Arc::new(Wakeup::new(waker));
         let sink: Weak<dyn RoomSink> = Arc::downgrade(&wakeup) as Weak<dyn RoomSink>;
@@ -135,6 +139,7 @@ impl Connection {
             wakeup,
             h3: None,
             h3_config: config.h3.clone(),
+            span,
             conn,
             budget,
             limits: config.limits.clone(),
@@ -150,6 +155,16 @@ impl Connection {
     /// The transport, for statistics and addresses.
     pub fn transport(&self) -> &Transport {
         &self.conn
+    }
+
+    /// The connection's id (the hex of the connection ID it chose), as logs and the access line show it.
+    pub fn trace_id(&self) -> &str {
+        self.conn.trace_id()
+    }
+
+    /// The `conn{id=...}` span to enter around work on this connection.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// True once the handshake completed.
@@ -239,7 +254,7 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.conn.on_timeout();
         if self.timers.handshake.is_some_and(|t| t <= now) && !self.conn.is_established() {
-            tracing::debug!(conn = %self.conn.trace_id(), "handshake timeout");
+            tracing::debug!("handshake timeout");
             self.timers.handshake = None;
             self.close_with(false, 0x0, "handshake timeout");
         }
@@ -303,7 +318,7 @@ impl Connection {
                 Ok((id, event)) => self.on_h3_event(id, event),
                 Err(h3::Error::Done) => return,
                 Err(e) => {
-                    tracing::debug!(conn = %self.conn.trace_id(), error = %e, "HTTP/3 connection error");
+                    tracing::debug!(error = %e, "HTTP/3 connection error");
                     self.close_with(true, codes::wire_code(&e), "HTTP/3 error");
                     return;
                 }
@@ -364,7 +379,7 @@ impl Connection {
         if let Some(verdict) = verdict {
             // STOP_SENDING came before (or with) the request (HAProxy #2563, #2372): nobody wants the
             // answer, so the request never reaches the upper side.
-            tracing::debug!(conn = %self.conn.trace_id(), stream = id, reason = %verdict, "request already stopped");
+            tracing::debug!(stream = id, reason = %verdict, "request already stopped");
             self.streams
                 .release(id, &mut self.conn, codes::H3_REQUEST_CANCELLED);
             return;
@@ -378,7 +393,7 @@ impl Connection {
             Err(e) => {
                 // The upper side never saw this request: release it without an event, with the code the
                 // RFC names (H3_MESSAGE_ERROR when malformed, H3_REQUEST_REJECTED for CONNECT).
-                tracing::debug!(conn = %self.conn.trace_id(), stream = id, error = %e, "request refused");
+                tracing::debug!(stream = id, error = %e, "request refused");
                 let code = e.stream_code().unwrap_or(codes::H3_MESSAGE_ERROR);
                 self.streams.release(id, &mut self.conn, code);
             }
@@ -530,7 +545,7 @@ impl Connection {
             }),
             Err(quiche::Error::Done) => None,
             Err(e) => {
-                tracing::debug!(conn = %self.conn.trace_id(), error = %e, "send failed");
+                tracing::debug!(error = %e, "send failed");
                 self.close_with(false, 0x1, "internal error");
                 None
             }
@@ -651,7 +666,7 @@ impl Connection {
                     Ok(()) | Err(h3::Error::Done | h3::Error::StreamBlocked) => {}
                     // The peer stopped our control stream (HAProxy #2006): a connection error, not a crash.
                     Err(e) => {
-                        tracing::debug!(conn = %self.conn.trace_id(), error = %e, "GOAWAY failed");
+                        tracing::debug!(error = %e, "GOAWAY failed");
                         self.close_with(true, codes::H3_CLOSED_CRITICAL_STREAM, "control stream closed");
                     }
                 }

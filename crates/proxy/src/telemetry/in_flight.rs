@@ -22,6 +22,8 @@ pub(crate) struct InFlight {
     client: SocketAddr,
     conn: Arc<str>,
     stream: u64,
+    /// `stream{id=...}` inside the connection's span: entered around work on this request.
+    pub(crate) span: tracing::Span,
     /// What the access line reports; the exchange keeps it up to date.
     pub(crate) facts: AccessFacts,
     /// How it ended, and where (`backend/server`, the backend, or `-`); until set, a client abort.
@@ -29,16 +31,19 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// A request of `client` on connection `conn` (its trace id), stream `stream`, counted on `frontend`.
+    /// A request of `client` on connection `conn` (its id and span), stream `stream`, counted on
+    /// `frontend`.
     pub(crate) fn begin(
         proxy: Arc<ProxyCounters>,
         frontend: Arc<FrontendRuntime>,
-        (client, conn): (SocketAddr, Arc<str>),
+        (client, conn, conn_span): (SocketAddr, Arc<str>, &tracing::Span),
         stream: u64,
         facts: AccessFacts,
     ) -> Self {
         frontend.traffic.begin();
+        let span = tracing::debug_span!(parent: conn_span, "stream", id = stream);
         InFlight {
+            span,
             proxy,
             frontend,
             backend: None,

@@ -83,14 +83,16 @@ impl Worker {
             }
         };
         self.serial += 1;
-        let trace: Arc<str> = scid.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
-        tracing::debug!(conn = %trace, %peer, "new connection");
+        let trace: Arc<str> = conn.trace_id().into();
+        let span = conn.span().clone();
+        span.in_scope(|| tracing::debug!(%peer, "new connection"));
         let index = self.slots.insert(Slot {
             serial: self.serial,
             conn: ServerConn::live(conn),
             listener,
             peer,
             trace,
+            span,
             exchanges: HashMap::new(),
             awaiting_handshake: Vec::new(),
             dirty: false,

@@ -20,6 +20,8 @@ pub(super) struct Slot {
     pub(super) listener: usize,
     pub(super) peer: SocketAddr,
     pub(super) trace: Arc<str>,
+    /// The connection's `conn{id=...}` span, entered around all work on it.
+    pub(super) span: tracing::Span,
     pub(super) exchanges: HashMap<u64, usize>,
     /// Requests that came in early data and wait for the handshake to complete.
     pub(super) awaiting_handshake: Vec<AwaitingHandshake>,
@@ -90,6 +92,10 @@ impl Worker {
     }
 
     pub(super) fn handle_events(&mut self, index: usize, now: Instant) {
+        let Some(span) = self.slots.get(index).map(|s| s.span.clone()) else {
+            return;
+        };
+        let _entered = span.enter();
         let mut events = Vec::new();
         {
             let Some(slot) = self.slots.get_mut(index) else {
@@ -163,7 +169,8 @@ impl Worker {
             return;
         };
         let orphans = slot.conn.release(now);
-        tracing::debug!(conn = %slot.trace, orphans = orphans.len(), "connection released");
+        slot.span
+            .in_scope(|| tracing::debug!(orphans = orphans.len(), "connection released"));
         mark_dirty(&mut self.dirty, slot, index);
     }
 
@@ -171,6 +178,7 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
+        let _entered = slot.span.clone().entered();
         let socket = &self.listeners[slot.listener].socket;
         loop {
             let t = slot.conn.poll_transmit(now, &mut self.out);
@@ -190,7 +198,7 @@ impl Worker {
         }
         let closed = slot.conn.is_closed();
         if closed {
-            tracing::debug!(conn = %slot.trace, "connection closed");
+            tracing::debug!("connection closed");
             self.slots.remove(index);
             self.router.remove_owner(index);
             self.publish_routes();
@@ -205,7 +213,7 @@ impl Worker {
         for (index, slot) in self.slots.iter_mut() {
             let due = slot.conn.poll_timeout(now);
             if due.is_some_and(|t| t <= now) {
-                slot.conn.handle_timeout(now);
+                slot.span.in_scope(|| slot.conn.handle_timeout(now));
                 mark_dirty(&mut self.dirty, slot, index);
             }
         }

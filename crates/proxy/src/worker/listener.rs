@@ -103,9 +103,10 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
+        let _entered = slot.span.clone().entered();
         let res = slot.conn.handle_datagram(now, &mut self.buf[..len], peer, local);
         if let Err(e) = res {
-            tracing::debug!(conn = %slot.trace, error = %e, "datagram refused");
+            tracing::debug!(error = %e, "datagram refused");
         }
         // The client may have moved (NAT rebinding, migration): answers go where it is now.
         slot.peer = peer;

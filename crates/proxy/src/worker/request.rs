@@ -80,7 +80,7 @@ impl Worker {
         let mut request = InFlight::begin(
             self.proxy.clone(),
             self.runtime.frontends[f].clone(),
-            (slot.peer, slot.trace.clone()),
+            (slot.peer, slot.trace.clone(), &slot.span),
             stream,
             facts,
         );
@@ -261,6 +261,7 @@ impl Worker {
         let Some(running) = self.exchanges.get_mut(ex) else {
             return;
         };
+        let _entered = running.exchange.request.span.clone().entered();
         let key = running.attempt.conn;
         let Some(slot) = self.slots.slot_mut(key) else {
             self.counters.stale_wakeup();
@@ -280,6 +281,7 @@ impl Worker {
         let Some(running) = self.exchanges.get_mut(ex) else {
             return;
         };
+        let _entered = running.exchange.request.span.clone().entered();
         let key = running.attempt.conn;
         let Some(slot) = self.slots.slot_mut(key) else {
             self.end_exchange(ex, Termination::ClientAborted, false);
