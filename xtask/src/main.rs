@@ -21,7 +21,7 @@ commands:
           interop cases against qproxy with gtlsclient, aioquic and quinn (h3get); a pass/fail matrix
   chaos [--requests N] [--seed S]
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
-  ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, the test suite";
+  ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, the test suite";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -253,9 +253,53 @@ fn chaos(args: &[String]) -> Result<()> {
     .with_context(|| format!("chaos round failed (seed {seed}, {requests} requests)"))
 }
 
+/// What CI runs, the one list of its steps (`.ci/run` installs system packages, then calls this): fmt,
+/// clippy, the fast part of the interop matrix, and the README's test command, closed by one line that
+/// sums every test binary's result.
 fn ci() -> Result<()> {
     deps()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace"])
+    run_integration(true)?;
+    test_workspace()
+}
+
+/// `cargo test --workspace`, its output passed through, then `ci: N passed, N failed`.
+fn test_workspace() -> Result<()> {
+    use std::io::BufRead;
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo_bin)
+        .args(["test", "--workspace"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test's output")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |what: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(what)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("ci: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test --workspace failed");
+    }
+    Ok(())
 }

@@ -37,7 +37,7 @@ pub struct ChaosSummary {
 
 /// The chaos origin's body for `/ok/N`.
 pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
+    qproxy_tests::pattern::bytes(qproxy_tests::pattern::Body::Chaos, n)
 }
 
 fn draw_path(rng: &mut fastrand::Rng) -> String {

@@ -38,24 +38,16 @@ fn handshake_bytes(output: &str) -> usize {
         .sum()
 }
 
-fn statuses(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter_map(|l| {
-            l.split_once("[:status: ")
-                .map(|(_, r)| r.trim_end_matches(']').to_string())
-        })
-        .collect()
-}
+use qproxy_tests::gtls::statuses;
 
 fn expect_200s(output: &str, n: usize) -> Outcome {
     let s = statuses(output);
-    if s.len() == n && s.iter().all(|x| x == "200") {
+    if s.len() == n && s.iter().all(|x| *x == 200) {
         Outcome::Pass
     } else {
         Outcome::Fail(format!(
             "{} of {n} responses were 200",
-            s.iter().filter(|x| *x == "200").count()
+            s.iter().filter(|x| **x == 200).count()
         ))
     }
 }
@@ -153,7 +145,7 @@ pub(super) fn case(s: &Setup, name: &str) -> Result<Outcome> {
         "handshakeloss" => with_faults(s, 0.3, |addr, _| {
             let mut ok = 0;
             for _ in 0..10 {
-                if statuses(&gtls("127.0.0.1", addr.port(), &[], &[url(p, "/")])?) == ["200"] {
+                if statuses(&gtls("127.0.0.1", addr.port(), &[], &[url(p, "/")])?) == [200] {
                     ok += 1;
                 }
             }

@@ -7,7 +7,7 @@ mod aioquic;
 mod gtls;
 mod quinn;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -45,12 +45,7 @@ impl Drop for Running {
 }
 
 fn free_udp(v6: bool) -> Result<u16> {
-    let s = if v6 {
-        UdpSocket::bind("[::1]:0")?
-    } else {
-        UdpSocket::bind("127.0.0.1:0")?
-    };
-    Ok(s.local_addr()?.port())
+    Ok(qproxy_tests::ports::free_udp_port(v6)?)
 }
 
 /// The aioquic virtual environment the end-to-end tests use (made by their `aioquic_venv.sh` if missing).
@@ -125,7 +120,7 @@ fn start(root: &Path) -> Result<(Setup, Vec<Running>)> {
 }
 
 fn free_tcp() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(qproxy_tests::ports::free_tcp_port()?)
 }
 
 /// Another qproxy on the demo's configuration with `bind` replaced by `new_bind`, its own stats frontend
@@ -298,8 +293,9 @@ fn json_client(
 
 /// Passes when `n` JSON lines of `output` say status 200 and, with `flag`, a line sets it to true.
 fn json_200s(output: &str, n: usize, flag: Option<&str>) -> Outcome {
-    let compact: Vec<String> = output.lines().map(|l| l.replace(' ', "")).collect();
-    let ok = compact.iter().filter(|l| l.contains("\"status\":200")).count();
+    use qproxy_tests::json::{is_true, lines, u64_at};
+    let lines = lines(output);
+    let ok = lines.iter().filter(|v| u64_at(v, "status") == Some(200)).count();
     if ok != n {
         return Outcome::Fail(format!(
             "{ok} of {n} responses were 200 {}",
@@ -307,7 +303,7 @@ fn json_200s(output: &str, n: usize, flag: Option<&str>) -> Outcome {
         ));
     }
     match flag {
-        Some(flag) if !compact.iter().any(|l| l.contains(&format!("\"{flag}\":true"))) => {
+        Some(flag) if !lines.iter().any(|v| is_true(v, flag)) => {
             Outcome::Fail(format!("no {flag}: {}", output.trim_end()))
         }
         _ => Outcome::Pass,

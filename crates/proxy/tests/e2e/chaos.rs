@@ -165,9 +165,12 @@ fn wait_for_idle_trim(proxy: &Proxy) {
     }
 }
 
+/// A count from the aioquic chaos client's summary line (JSON).
 fn stat(summary: &str, key: &str) -> u64 {
-    let at = summary.find(&format!("\"{key}\": ")).map(|i| i + key.len() + 4);
-    at.and_then(|i| summary[i..].split([',', '}']).next()?.trim().parse().ok())
+    let lines = qproxy_tests::json::lines(summary);
+    lines
+        .last()
+        .and_then(|v| qproxy_tests::json::u64_at(v, key))
         .unwrap_or(0)
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,24 +21,16 @@ pub fn scratch() -> PathBuf {
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    qproxy_tests::ports::free_udp_port(false).unwrap()
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    qproxy_tests::ports::free_tcp_port().unwrap()
 }
 
 /// The body `/bytes/N` of the demo origin carries.
 pub fn origin_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i % 65536) % 251) as u8).collect()
+    qproxy_tests::pattern::bytes(qproxy_tests::pattern::Body::Demo, n)
 }
 
 /// A running qproxy.
@@ -291,13 +283,7 @@ pub fn gtlsclient(port: u16, args: &[&str], urls: &[String]) -> Seen {
         .output()
         .expect("gtlsclient runs (Debian package ngtcp2-client)");
     let output = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let statuses = output
-        .lines()
-        .filter_map(|l| {
-            l.split_once("[:status: ")
-                .map(|(_, rest)| rest.trim_end_matches(']').trim().parse().unwrap_or(0))
-        })
-        .collect();
+    let statuses = qproxy_tests::gtls::statuses(&output);
     Seen { statuses, output }
 }
 
@@ -381,20 +367,14 @@ pub fn aioquic(port: u16, args: &[&str], urls: &[String]) -> Vec<H3Result> {
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
-    let field = |line: &str, key: &str| -> Option<String> {
-        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
-        let rest = &line[at..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        let v = rest[..end].trim().trim_matches('"');
-        (v != "null").then(|| v.to_string())
-    };
-    stdout
-        .lines()
-        .map(|l| H3Result {
-            status: field(l, "status").and_then(|v| v.parse().ok()),
-            reset: field(l, "reset").and_then(|v| v.parse().ok()),
-            error: field(l, "error"),
-            line: l.to_string(),
+    use qproxy_tests::json::{str_at, u64_at};
+    qproxy_tests::json::lines(&stdout)
+        .into_iter()
+        .map(|v| H3Result {
+            status: u64_at(&v, "status").and_then(|s| u16::try_from(s).ok()),
+            reset: u64_at(&v, "reset"),
+            error: str_at(&v, "error").map(str::to_string),
+            line: v.to_string(),
         })
         .collect()
 }

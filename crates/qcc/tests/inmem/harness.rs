@@ -37,11 +37,11 @@ pub fn cert_files() -> &'static (PathBuf, PathBuf) {
 
 /// The bytes a `/bytes/N` response carries at offset `i`; the client checks them.
 pub fn pattern(i: u64) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+    qproxy_tests::pattern::byte(qproxy_tests::pattern::Body::Hashed, i)
 }
 
 pub fn pattern_vec(n: usize) -> Vec<u8> {
-    (0..n as u64).map(pattern).collect()
+    qproxy_tests::pattern::bytes(qproxy_tests::pattern::Body::Hashed, n)
 }
 
 // ---------------------------------------------------------------- network

@@ -29,6 +29,63 @@ fn seeds(shard: u64) -> Vec<u64> {
     (first..first + count).filter(|s| s % SHARDS == shard).collect()
 }
 
+/// One random operation (quinn's `TestOp`), drawn with its weight and its parameters.
+#[derive(Debug)]
+enum Op {
+    /// GET `/bytes/N`.
+    Download(usize),
+    /// POST `/echo` with this body.
+    Echo(Vec<u8>),
+    /// POST `/sink` with N bytes.
+    Sink(usize),
+    /// GET `/hold`: the server never answers on its own.
+    Hold,
+    /// The client resets one of its streams.
+    ClientReset,
+    /// The client sends STOP_SENDING on one of its streams.
+    ClientStopSending,
+    /// The server resets a stream.
+    ServerReset,
+    /// The server sends GOAWAY.
+    ServerShutdown,
+    /// The client closes the connection.
+    ClientClose,
+    /// The server closes the connection with an error.
+    ServerClose,
+    /// The server releases the connection at once.
+    Release,
+    /// Both directions go dark (only on vanish seeds).
+    Vanish,
+    /// Time passes.
+    Nothing,
+}
+
+impl Op {
+    /// Out of 100: 30 downloads, 15 echoes, 5 sinks, 5 holds (only while a stream can open), 8 client
+    /// resets, 8 STOP_SENDINGs, 6 server resets, 4 GOAWAYs, 3 client and 3 server closes, 3 releases, 6
+    /// black holes on vanish seeds, the rest nothing.
+    fn draw(rng: &mut fastrand::Rng, can_open: bool, vanish: bool) -> Op {
+        match rng.u32(..100) {
+            0..=29 if can_open => Op::Download([0, 1, 1000, 20_000, 200_000][rng.usize(..5)]),
+            30..=44 if can_open => {
+                let n = [0, 5000, 100_000][rng.usize(..3)];
+                Op::Echo((0..n).map(|_| rng.u8(..)).collect())
+            }
+            45..=49 if can_open => Op::Sink(rng.usize(..50_000)),
+            50..=54 if can_open => Op::Hold,
+            55..=62 => Op::ClientReset,
+            63..=70 => Op::ClientStopSending,
+            71..=76 => Op::ServerReset,
+            77..=80 => Op::ServerShutdown,
+            81..=83 => Op::ClientClose,
+            84..=86 => Op::ServerClose,
+            87..=89 => Op::Release,
+            90..=95 if vanish => Op::Vanish,
+            _ => Op::Nothing,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Expect {
     Bytes(usize),
@@ -69,63 +126,59 @@ fn run_seed(seed: u64) {
             let ids: Vec<u64> = expect.keys().copied().collect();
             (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())])
         };
-        let op = rng.u32(..100);
+        let op = Op::draw(&mut rng, can_open, vanish_seed);
         if std::env::var_os("QCC_DEBUG").is_some() {
-            eprintln!("op {op} streams {:?}", expect.keys().collect::<Vec<_>>());
+            eprintln!("{op:?} streams {:?}", expect.keys().collect::<Vec<_>>());
         }
         match op {
-            0..=29 if can_open => {
-                let n = [0, 1, 1000, 20_000, 200_000][rng.usize(..5)];
+            Op::Download(n) => {
                 if let Some(id) = pair.try_request("GET", &format!("/bytes/{n}"), None, &[]) {
                     expect.insert(id, Expect::Bytes(n));
                 }
             }
-            30..=44 if can_open => {
-                let n = [0, 5000, 100_000][rng.usize(..3)];
-                let body: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            Op::Echo(body) => {
                 if let Some(id) = pair.try_request("POST", "/echo", Some(body.clone()), &[]) {
                     expect.insert(id, Expect::Echo(body));
                 }
             }
-            45..=49 if can_open => {
-                let n = rng.usize(..50_000);
+            Op::Sink(n) => {
                 if let Some(id) = pair.try_request("POST", "/sink", Some(vec![1; n]), &[]) {
                     expect.insert(id, Expect::Sink(n));
                 }
             }
-            50..=54 if can_open => {
+            Op::Hold => {
                 if let Some(id) = pair.try_request("GET", "/hold", None, &[]) {
                     expect.insert(id, Expect::Hold);
                 }
             }
-            55..=62 => {
+            Op::ClientReset => {
                 if let Some(id) = pick(&mut rng, &expect) {
                     pair.client_reset(id, codes::H3_REQUEST_CANCELLED);
                     abandoned.insert(id);
                 }
             }
-            63..=70 => {
+            Op::ClientStopSending => {
                 if let Some(id) = pick(&mut rng, &expect) {
                     pair.client_stop_sending(id, codes::H3_REQUEST_CANCELLED);
                     abandoned.insert(id);
                 }
             }
-            71..=76 => {
+            Op::ServerReset => {
                 if let Some(id) = pick(&mut rng, &expect) {
                     pair.with_server(|c, app| app.reset(c, id, codes::H3_INTERNAL_ERROR));
                 }
             }
-            77..=80 => pair.with_server(|c, _| c.shutdown(Instant::now())),
-            81..=83 => {
+            Op::ServerShutdown => pair.with_server(|c, _| c.shutdown(Instant::now())),
+            Op::ClientClose => {
                 let _ = pair.client.close(true, codes::H3_NO_ERROR, b"client leaves");
             }
-            84..=86 => pair.with_server(|c, _| c.close(codes::H3_INTERNAL_ERROR, "server error")),
-            87..=89 => pair.release_server(),
-            90..=95 if vanish_seed => {
+            Op::ServerClose => pair.with_server(|c, _| c.close(codes::H3_INTERNAL_ERROR, "server error")),
+            Op::Release => pair.release_server(),
+            Op::Vanish => {
                 pair.net.drop_to_server = true;
                 pair.net.drop_to_client = true;
             }
-            _ => {}
+            Op::Nothing => {}
         }
         for _ in 0..rng.usize(..30) {
             pair.step();
