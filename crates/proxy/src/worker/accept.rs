@@ -19,7 +19,7 @@ impl Worker {
         dcid: &[u8],
         now: Instant,
     ) -> Option<usize> {
-        if self.stop_deadline.is_some() {
+        if self.run != Run::Serving {
             return None; // Stopping: no new connection.
         }
         let hdr = quiche::Header::from_slice(&mut self.buf[..len], CID_LEN).ok()?;

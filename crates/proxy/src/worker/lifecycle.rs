@@ -19,7 +19,7 @@ impl Worker {
         for signal in pending {
             match signal {
                 SIGHUP => self.reload(),
-                _ if self.stop_deadline.is_some() => {
+                _ if self.run != Run::Serving => {
                     tracing::warn!("second stop signal: closing every connection now");
                     self.force_close();
                     return Ok(Some(Exit::Forced));
@@ -34,7 +34,7 @@ impl Worker {
     pub(crate) fn begin_stop(&mut self, now: Instant) {
         let hard = self.config.global.hard_stop_after.map(|d| now + d);
         tracing::info!(connections = self.slots.len(), "stopping: GOAWAY to every client");
-        self.stop_deadline = Some(hard);
+        self.run = Run::Draining { hard_stop: hard };
         self.pool.clear();
         for (index, slot) in self.slots.iter_mut() {
             if let ServerConn::Live(c) = &mut slot.conn {

@@ -54,6 +54,18 @@ const CID_LEN: usize = 16;
 /// UDP socket buffer size asked for (the kernel may cap it at net.core.rmem_max / wmem_max).
 const UDP_BUFFER: usize = 8 * 1024 * 1024;
 
+/// Whether the worker takes new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Accepting connections.
+    Serving,
+    /// A stop signal came: no new connection; what is open finishes, until `hard_stop` if set.
+    Draining {
+        /// `hard-stop-after` from the signal.
+        hard_stop: Option<Instant>,
+    },
+}
+
 /// How the worker ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -83,7 +95,7 @@ pub(crate) struct Worker {
     proxy: Arc<ProxyCounters>,
     serial: u64,
     dirty: Vec<usize>,
-    stop_deadline: Option<Option<Instant>>,
+    run: Run,
     signals: Signals,
     rng: fastrand::Rng,
     next_prune: Instant,
@@ -150,7 +162,7 @@ impl Worker {
             proxy,
             serial: 0,
             dirty: Vec::new(),
-            stop_deadline: None,
+            run: Run::Serving,
             signals,
             rng,
             next_prune: Instant::now(),
@@ -197,7 +209,7 @@ impl Worker {
             {
                 self.proxy.memory_trims.fetch_add(1, Relaxed);
             }
-            if let Some(deadline) = self.stop_deadline {
+            if let Run::Draining { hard_stop: deadline } = self.run {
                 if self.slots.is_empty() {
                     tracing::info!("all connections drained, exiting");
                     return Ok(Exit::Graceful);
@@ -222,7 +234,10 @@ impl Worker {
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let conns = self.slots.iter().filter_map(|(_, s)| s.conn.poll_timeout(now));
         let exchanges = self.exchanges.iter().filter_map(|(_, r)| r.exchange.deadline());
-        let stop = self.stop_deadline.flatten();
+        let stop = match self.run {
+            Run::Draining { hard_stop } => hard_stop,
+            Run::Serving => None,
+        };
         let trim = self
             .trim
             .deadline(self.is_idle(), self.config.global.memory_trimming);

@@ -378,7 +378,7 @@ impl Worker {
         let addr = exchange.addr;
         let (sock, request) = exchange.into_parts();
         request.finish(why, format!("{}/{}", server.backend, server.name()));
-        if reusable && self.stop_deadline.is_none() {
+        if reusable && self.run == Run::Serving {
             self.pool.checkin(addr, sock, Instant::now());
         }
         self.drain_queue(&server.backend, Instant::now());
