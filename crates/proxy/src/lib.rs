@@ -16,3 +16,4 @@ mod upstream;
 mod worker;
 
 pub use serve::{serve, Exit};
+pub use telemetry::log_buffer::{LineWriter, LogWriter};

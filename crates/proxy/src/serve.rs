@@ -44,5 +44,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
     for addr in worker.local_addrs() {
         tracing::info!(%addr, "listening for HTTP/3");
     }
-    worker.run()
+    let exit = worker.run();
+    crate::telemetry::log_buffer::flush();
+    exit
 }

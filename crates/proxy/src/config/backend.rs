@@ -100,6 +100,13 @@ pub struct ServerOptions {
     pub backup: bool,
     /// `port`: health checks go to this port instead of the server's.
     pub check_port: Option<u16>,
+    /// `pool-max-conn`: idle keep-alive connections kept at most (`None`: no cap; the purge trims them).
+    pub pool_max_conn: Option<u32>,
+    /// `pool-purge-delay`: every this long, half of the idle connections above `pool-low-conn` close
+    /// (default 5s).
+    pub pool_purge_delay: Duration,
+    /// `pool-low-conn`: idle connections the purge leaves (default 0).
+    pub pool_low_conn: u32,
 }
 
 impl Default for ServerOptions {
@@ -116,6 +123,9 @@ impl Default for ServerOptions {
             error_limit: 10,
             backup: false,
             check_port: None,
+            pool_max_conn: None,
+            pool_purge_delay: Duration::from_secs(5),
+            pool_low_conn: 0,
         }
     }
 }
@@ -154,6 +164,22 @@ impl ServerOptions {
                 "no-backup" => {
                     self.backup = false;
                     false
+                }
+                "pool-max-conn" => {
+                    let raw = need(args, j + 1, "a connection count after 'pool-max-conn'")?;
+                    self.pool_max_conn = match raw {
+                        "-1" => None,
+                        _ => Some(count_arg(args, j + 1, "an idle connection count (or -1: no cap)", 0..=1_000_000)?),
+                    };
+                    true
+                }
+                "pool-purge-delay" => {
+                    self.pool_purge_delay = duration_arg(args, j + 1, "a duration after 'pool-purge-delay'")?;
+                    true
+                }
+                "pool-low-conn" => {
+                    self.pool_low_conn = count_arg(args, j + 1, "an idle connection count", 0..=1_000_000)?;
+                    true
                 }
                 "port" => {
                     self.check_port = Some(count_arg(args, j + 1, "a check port", 1..=65535)? as u16);
@@ -205,7 +231,7 @@ impl ServerOptions {
                 }
                 other => {
                     return Err(format!(
-                        "unknown server option '{other}'; expected weight, check, inter, rise, fall, port, backup, maxconn, maxqueue, observe, error-limit or on-error"
+                        "unknown server option '{other}'; expected weight, check, inter, rise, fall, port, backup, maxconn, maxqueue, observe, error-limit, on-error, pool-max-conn, pool-purge-delay or pool-low-conn"
                     ))
                 }
             };
@@ -245,6 +271,20 @@ pub struct HttpCheck {
     pub expect_status: Option<u16>,
 }
 
+/// `http-reuse`: when a request may go on an idle keep-alive connection that another request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Every request opens its own connection.
+    Never,
+    /// The first request of a client connection opens a new one (it may be the one whose failure the
+    /// client cannot retry); later ones reuse idle connections (HAProxy's default).
+    Safe,
+    /// Like `safe`, and first requests reuse connections that already served more than one request.
+    Aggressive,
+    /// Any request reuses any idle connection.
+    Always,
+}
+
 /// Backend settings a `defaults` section may preset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSettings {
@@ -261,6 +301,8 @@ pub struct BackendSettings {
     /// `option allbackups`: when no active server is UP, every UP backup server takes traffic (else only
     /// the first one).
     pub allbackups: bool,
+    /// `http-reuse` (default `safe`).
+    pub reuse: Reuse,
 }
 
 impl Default for BackendSettings {
@@ -272,6 +314,7 @@ impl Default for BackendSettings {
             httpchk: None,
             default_server: ServerOptions::default(),
             allbackups: false,
+            reuse: Reuse::Safe,
         }
     }
 }
@@ -282,6 +325,22 @@ impl BackendSettings {
     pub(super) fn balance(&mut self, args: &[String]) -> Res<()> {
         self.balance = Balance::parse(args)?;
         Ok(())
+    }
+
+    /// `http-reuse never|safe|aggressive|always`.
+    pub(super) fn http_reuse(&mut self, args: &[String]) -> Res<()> {
+        self.reuse = match need(args, 1, "never, safe, aggressive or always")? {
+            "never" => Reuse::Never,
+            "safe" => Reuse::Safe,
+            "aggressive" => Reuse::Aggressive,
+            "always" => Reuse::Always,
+            other => {
+                return Err(format!(
+                    "unknown http-reuse mode '{other}'; expected never, safe, aggressive or always"
+                ))
+            }
+        };
+        no_more(args, 2)
     }
 
     /// `retries N`.

@@ -216,6 +216,9 @@ pub(super) const DEFAULTS: &[Keyword] = &[
     kw(&["http-check"], |p, args| {
         p.settings_mut("http-check")?.http_check(args)
     }),
+    kw(&["http-reuse"], |p, args| {
+        p.settings_mut("http-reuse")?.http_reuse(args)
+    }),
     ignored(&["log", "maxconn"]),
 ];
 
@@ -244,6 +247,9 @@ pub(super) const BACKEND: &[Keyword] = &[
     kw(&["retries"], |p, args| p.settings_mut("retries")?.retries(args)),
     kw(&["http-check"], |p, args| {
         p.settings_mut("http-check")?.http_check(args)
+    }),
+    kw(&["http-reuse"], |p, args| {
+        p.settings_mut("http-reuse")?.http_reuse(args)
     }),
     kw(&["timeout"], timeout),
     kw(&["option"], option),

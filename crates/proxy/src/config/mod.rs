@@ -17,7 +17,7 @@ use parser::Parser;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{Backend, BackendSettings, Balance, HttpCheck, Observe, Server, ServerOptions};
+pub use backend::{Backend, BackendSettings, Balance, HttpCheck, Observe, Reuse, Server, ServerOptions};
 
 /// A configuration error at a place in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

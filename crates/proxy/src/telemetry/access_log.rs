@@ -45,7 +45,7 @@ pub(crate) fn log(
 ) {
     let status = info.status.map_or("-".to_string(), |s| s.to_string());
     tracing::info!(
-        target: "qproxy::access",
+        target: super::log_buffer::ACCESS_TARGET,
         "{client} {conn} {stream} \"{} {} {}\" {status} {} {} {server} {}/{}/{} {termination}",
         info.method,
         info.authority,

@@ -111,6 +111,39 @@ impl EarlyData {
     }
 }
 
+/// What happened to a backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolEvent {
+    /// A new connection was opened.
+    New,
+    /// An idle connection served another request.
+    Reused,
+    /// An idle connection was closed by the purge.
+    Purged,
+    /// A reused connection turned out closed by the server; its request went again on a new one.
+    ClosedByServer,
+}
+
+impl PoolEvent {
+    /// Every event, in counter order.
+    pub(crate) const ALL: [PoolEvent; 4] = [
+        PoolEvent::New,
+        PoolEvent::Reused,
+        PoolEvent::Purged,
+        PoolEvent::ClosedByServer,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            PoolEvent::New => "new",
+            PoolEvent::Reused => "reused",
+            PoolEvent::Purged => "purged",
+            PoolEvent::ClosedByServer => "closed_by_server",
+        }
+    }
+}
+
 /// The proxy's own counters.
 #[derive(Debug, Default)]
 pub(crate) struct ProxyCounters {
@@ -133,6 +166,7 @@ pub(crate) struct ProxyCounters {
     requests: [AtomicU64; StatusClass::ALL.len()],
     retries: [AtomicU64; RetryOutcome::ALL.len()],
     early_data: [AtomicU64; EarlyData::ALL.len()],
+    pool: [AtomicU64; PoolEvent::ALL.len()],
 }
 
 impl ProxyCounters {
@@ -156,6 +190,16 @@ impl ProxyCounters {
     /// Retry events with `outcome`.
     pub(crate) fn retries(&self, outcome: RetryOutcome) -> u64 {
         self.retries[outcome as usize].load(Relaxed)
+    }
+
+    /// Counts one backend connection event.
+    pub(crate) fn count_pool(&self, event: PoolEvent) {
+        self.pool[event as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Backend connection events of one kind.
+    pub(crate) fn pool(&self, event: PoolEvent) -> u64 {
+        self.pool[event as usize].load(Relaxed)
     }
 
     /// Counts one early-data request and what was done with it.

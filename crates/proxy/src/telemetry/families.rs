@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use qcc::{CloseCause, Snapshot};
 
-use crate::telemetry::counters::{EarlyData, ProxyCounters, RetryOutcome, StatusClass};
+use crate::telemetry::counters::{EarlyData, PoolEvent, ProxyCounters, RetryOutcome, StatusClass};
 use crate::telemetry::traffic::TrafficSnapshot;
 use crate::upstream::live::{BackendView, Runtime, ServerRuntime};
 
@@ -246,6 +246,12 @@ pub(crate) const FAMILIES: &[Family] = &[
     ),
     family("qproxy_http_request_bytes_total", Counter, "Request body bytes from clients.", |i| one(i.proxy.bytes_in.load(Relaxed))),
     family("qproxy_http_response_bytes_total", Counter, "Response body bytes to clients.", |i| one(i.proxy.bytes_out.load(Relaxed))),
+    with_labels(
+        family("qproxy_backend_connections_total", Counter, "Backend connections: opened, reused, purged, found closed at reuse.", |i| {
+            labelled("event", &PoolEvent::ALL, PoolEvent::label, |e| i.proxy.pool(e))
+        }),
+        &["event"],
+    ),
     family("qproxy_backend_connect_errors_total", Counter, "Failed backend connections.", |i| one(i.proxy.connect_errors.load(Relaxed))),
     in_json(family("qproxy_cid_routes", Gauge, "Connection IDs in the router.", |i| one(i.proxy.cid_routes.load(Relaxed))), Json::Live("cid_routes")),
     family("qproxy_memory_trims_total", Counter, "Times an idle worker gave freed memory back to the system.", |i| one(i.proxy.memory_trims.load(Relaxed))),

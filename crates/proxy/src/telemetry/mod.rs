@@ -6,6 +6,7 @@ pub(crate) mod counters;
 pub(crate) mod families;
 pub(crate) mod in_flight;
 pub(crate) mod json;
+pub(crate) mod log_buffer;
 pub(crate) mod prometheus;
 pub(crate) mod stats_listener;
 pub(crate) mod traffic;

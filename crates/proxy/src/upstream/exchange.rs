@@ -96,6 +96,10 @@ pub(crate) enum Step {
     /// the client, and the request goes again once the client's handshake completes
     /// ([`Exchange::into_forward`]; RFC 8470, 5.2).
     TooEarly,
+    /// The reused keep-alive connection had been closed by the server before any response byte, and
+    /// sending the request again is safe (idempotent, or nothing of it was written): it goes again on a
+    /// new connection, no retry spent, nothing shown to the client.
+    ClosedAtReuse,
 }
 
 /// `timeout connect` and `timeout server` of the backend.
@@ -126,6 +130,10 @@ pub(crate) struct Forward {
     pub(crate) idempotent: bool,
     /// Attempts left after this one (`retries`).
     pub(crate) retries_left: u32,
+    /// The first request of its client connection (`http-reuse safe` opens a new connection for it).
+    pub(crate) first: bool,
+    /// Go on a new connection: a reused one turned out closed by the server.
+    pub(crate) fresh: bool,
     /// Forwarded before the client's handshake completed: the proxy adds `Early-Data: 1` (RFC 8470,
     /// 5.1). False when the client sent that field itself (it then gets any 425 as it is).
     pub(crate) early_data: bool,
@@ -142,6 +150,7 @@ impl Forward {
 #[derive(Debug, Clone)]
 struct Replay {
     head: Bytes,
+    first: bool,
     upload: UploadFraming,
     idempotent: bool,
     retries_left: u32,
@@ -173,6 +182,10 @@ pub(crate) struct Exchange {
     pub(crate) request: InFlight,
     sock: BackendSocket,
     connected: bool,
+    /// The socket came from the pool.
+    reused: bool,
+    /// Some request byte was written to the socket.
+    wrote: bool,
     connect_deadline: Instant,
     server_timeout: Duration,
     last_activity: Instant,
@@ -217,6 +230,8 @@ impl Exchange {
             idempotent,
             retries_left,
             early_data,
+            first,
+            fresh: _,
         } = forward;
         request.facts.connected_at = connected.then_some(now);
         let out = head_out(&head, early_data);
@@ -224,6 +239,7 @@ impl Exchange {
             stream,
             replay: Some(Replay {
                 head,
+                first,
                 upload,
                 idempotent,
                 retries_left,
@@ -234,6 +250,8 @@ impl Exchange {
             request,
             sock,
             connected,
+            reused: connected,
+            wrote: false,
             connect_deadline: now + timeouts.connect,
             server_timeout: timeouts.server,
             last_activity: now,
@@ -281,6 +299,8 @@ impl Exchange {
             idempotent: replay.idempotent,
             retries_left: replay.retries_left,
             early_data: false,
+            first: replay.first,
+            fresh: false,
         };
         (self.sock, forward)
     }
@@ -298,6 +318,20 @@ impl Exchange {
             _ => false,
         };
         replay.retries_left > 0 && untouched && retryable
+    }
+
+    /// A reused connection the server had closed (RFC 9112, 9.3.1: a client may retry on a new
+    /// connection): nothing came back, and the request is idempotent or none of it was written.
+    fn closed_at_reuse(&self, why: Termination) -> bool {
+        let Some(replay) = &self.replay else {
+            return false;
+        };
+        // Nothing reached the client, and no request body was taken from it (it could not be sent again).
+        let replayable = !self.head_sent && self.head_buf.is_empty() && self.request.facts.bytes_in == 0;
+        why == Termination::ServerClosedEarly
+            && self.reused
+            && replayable
+            && (replay.idempotent || !self.wrote)
     }
 
     /// The socket, for (de)registration.
@@ -437,6 +471,7 @@ impl Exchange {
             match self.sock.stream_mut().write(front) {
                 Ok(0) => return Err(self.server_failure()),
                 Ok(n) => {
+                    self.wrote = true;
                     self.out_len -= n;
                     self.last_activity = now;
                     if n == front.len() {
@@ -627,6 +662,9 @@ impl Exchange {
         self.keep_alive = false;
         if why == Termination::ClientAborted {
             return Step::Failed(why);
+        }
+        if self.closed_at_reuse(why) {
+            return Step::ClosedAtReuse;
         }
         if self.may_retry(why) {
             return Step::Retry(why);

@@ -12,5 +12,5 @@ mod pool;
 mod socket;
 
 pub(crate) use exchange::{respond_error, Exchange, ExchangeTimeouts, Forward, Step, Termination};
-pub(crate) use pool::Pool;
+pub(crate) use pool::{Pool, PoolPolicy, Take};
 pub(crate) use socket::BackendSocket;

@@ -1,23 +1,55 @@
-//! Keep-alive pool: idle backend connections per server address.
+//! Keep-alive pool: idle backend connections per server, kept as HAProxy keeps them: up to
+//! `pool-max-conn`, purged by halves every `pool-purge-delay` down to `pool-low-conn`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-
 use super::socket::BackendSocket;
-use crate::telemetry::counters::ProxyCounters;
+use crate::config::ServerOptions;
+use crate::telemetry::counters::{PoolEvent, ProxyCounters};
 
-/// Idle connections kept per server.
-const MAX_IDLE_PER_SERVER: usize = 32;
-/// An idle connection older than this is closed.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How one server's idle connections are kept (its `pool-*` options).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolPolicy {
+    max: Option<u32>,
+    low: u32,
+    purge_delay: Duration,
+}
+
+impl PoolPolicy {
+    /// The policy of a server with these options.
+    pub(crate) fn of(options: &ServerOptions) -> Self {
+        PoolPolicy {
+            max: options.pool_max_conn,
+            low: options.pool_low_conn,
+            purge_delay: options.pool_purge_delay,
+        }
+    }
+}
+
+/// Which idle connection a request may take (`http-reuse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Any.
+    Any,
+    /// Only one that already served more than one request.
+    Proven,
+    /// None: open a new one.
+    Fresh,
+}
+
+struct ServerPool {
+    /// Oldest first.
+    idle: Vec<BackendSocket>,
+    policy: PoolPolicy,
+    next_purge: Option<Instant>,
+}
 
 /// Idle, connected backend sockets, deregistered from the event loop.
 pub(crate) struct Pool {
-    idle: HashMap<SocketAddr, Vec<(BackendSocket, Instant)>>,
+    servers: HashMap<SocketAddr, ServerPool>,
     counters: Arc<ProxyCounters>,
 }
 
@@ -25,24 +57,33 @@ impl Pool {
     /// An empty pool counting its idle sockets into `counters`.
     pub(crate) fn new(counters: Arc<ProxyCounters>) -> Self {
         Pool {
-            idle: HashMap::new(),
+            servers: HashMap::new(),
             counters,
         }
     }
 
-    fn count(&self) -> u64 {
-        self.idle.values().map(|l| l.len() as u64).sum()
-    }
-
     fn publish(&self) {
-        self.counters.backend_sockets_idle.store(self.count(), Relaxed);
+        let idle: usize = self.servers.values().map(|s| s.idle.len()).sum();
+        self.counters
+            .backend_sockets_idle
+            .store(idle as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A live idle connection to `addr`, if one is left. Sockets the server closed meanwhile are dropped.
-    pub(crate) fn checkout(&mut self, addr: SocketAddr) -> Option<BackendSocket> {
-        let list = self.idle.get_mut(&addr)?;
+    /// A live idle connection to `addr` that `take` allows, newest first. Sockets the server closed
+    /// meanwhile are dropped on the way.
+    pub(crate) fn checkout(&mut self, addr: SocketAddr, take: Take) -> Option<BackendSocket> {
+        if take == Take::Fresh {
+            return None;
+        }
+        let server = self.servers.get_mut(&addr)?;
         let mut found = None;
-        while let Some((sock, _)) = list.pop() {
+        let mut i = server.idle.len();
+        while i > 0 {
+            i -= 1;
+            if take == Take::Proven && server.idle[i].served() < 2 {
+                continue;
+            }
+            let sock = server.idle.remove(i);
             let mut probe = [0u8; 1];
             // WouldBlock: alive and quiet. 0: the server closed it. Data: out of protocol; drop it.
             if let Err(e) = sock.stream().peek(&mut probe) {
@@ -52,31 +93,62 @@ impl Pool {
                 }
             }
         }
+        if found.is_some() {
+            self.counters.count_pool(PoolEvent::Reused);
+        }
         self.publish();
         found
     }
 
-    /// Keeps a connection for reuse.
-    pub(crate) fn checkin(&mut self, addr: SocketAddr, sock: BackendSocket, now: Instant) {
-        let list = self.idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_SERVER {
-            list.push((sock, now));
+    /// Keeps a connection that finished a request, unless the server's pool is full.
+    pub(crate) fn checkin(
+        &mut self,
+        addr: SocketAddr,
+        sock: BackendSocket,
+        policy: PoolPolicy,
+        now: Instant,
+    ) {
+        let server = self.servers.entry(addr).or_insert_with(|| ServerPool {
+            idle: Vec::new(),
+            policy,
+            next_purge: None,
+        });
+        server.policy = policy;
+        if policy.max.is_none_or(|max| server.idle.len() < max as usize) {
+            server.idle.push(sock);
+            server.next_purge.get_or_insert(now + policy.purge_delay);
         }
         self.publish();
     }
 
-    /// Closes idle connections older than [`IDLE_TIMEOUT`].
-    pub(crate) fn prune(&mut self, now: Instant) {
-        for list in self.idle.values_mut() {
-            list.retain(|(_, since)| now.duration_since(*since) < IDLE_TIMEOUT);
+    /// When [`Pool::purge`] has work next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.servers.values().filter_map(|s| s.next_purge).min()
+    }
+
+    /// For each server whose purge delay passed: closes half of its idle connections above
+    /// `pool-low-conn`, the oldest first.
+    pub(crate) fn purge(&mut self, now: Instant) {
+        for server in self.servers.values_mut() {
+            if server.next_purge.is_none_or(|t| t > now) {
+                continue;
+            }
+            let low = server.policy.low as usize;
+            let above = server.idle.len().saturating_sub(low);
+            let close = above.div_ceil(2);
+            server.idle.drain(..close);
+            for _ in 0..close {
+                self.counters.count_pool(PoolEvent::Purged);
+            }
+            server.next_purge = (server.idle.len() > low).then_some(now + server.policy.purge_delay);
         }
-        self.idle.retain(|_, list| !list.is_empty());
+        self.servers.retain(|_, s| !s.idle.is_empty());
         self.publish();
     }
 
     /// Closes every idle connection.
     pub(crate) fn clear(&mut self) {
-        self.idle.clear();
+        self.servers.clear();
         self.publish();
     }
 }

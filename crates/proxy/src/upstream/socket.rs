@@ -5,19 +5,35 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::telemetry::counters::ProxyCounters;
+use crate::telemetry::counters::{PoolEvent, ProxyCounters};
 
 /// A backend connection; the open-sockets gauge counts it until it is dropped.
 pub(crate) struct BackendSocket {
     stream: TcpStream,
     counters: Arc<ProxyCounters>,
+    served: u32,
 }
 
 impl BackendSocket {
     /// Wraps a new connection (connecting or connected).
     pub(crate) fn new(stream: TcpStream, counters: Arc<ProxyCounters>) -> Self {
         counters.backend_sockets.fetch_add(1, Relaxed);
-        BackendSocket { stream, counters }
+        counters.count_pool(PoolEvent::New);
+        BackendSocket {
+            stream,
+            counters,
+            served: 0,
+        }
+    }
+
+    /// Requests this connection completed.
+    pub(crate) fn served(&self) -> u32 {
+        self.served
+    }
+
+    /// One more request completed on it.
+    pub(crate) fn count_served(&mut self) {
+        self.served += 1;
     }
 
     /// The stream.

@@ -94,6 +94,7 @@ impl Worker {
             trace,
             span,
             exchanges: HashMap::new(),
+            requests: 0,
             awaiting_handshake: Vec::new(),
             dirty: false,
         });

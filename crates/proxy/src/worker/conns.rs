@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qcc::Event;
 
@@ -23,6 +23,8 @@ pub(super) struct Slot {
     /// The connection's `conn{id=...}` span, entered around all work on it.
     pub(super) span: tracing::Span,
     pub(super) exchanges: HashMap<u64, usize>,
+    /// Requests that arrived on this connection so far (`http-reuse safe` treats the first apart).
+    pub(super) requests: u64,
     /// Requests that came in early data and wait for the handshake to complete.
     pub(super) awaiting_handshake: Vec<AwaitingHandshake>,
     pub(super) dirty: bool,
@@ -227,9 +229,8 @@ impl Worker {
             self.timeout_exchange(ex, now);
         }
         self.expire_queues(now);
-        if self.next_prune <= now {
-            self.pool.prune(now);
-            self.next_prune = now + Duration::from_secs(5);
+        if self.pool.deadline().is_some_and(|t| t <= now) {
+            self.pool.purge(now);
         }
     }
 }

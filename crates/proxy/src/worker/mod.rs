@@ -98,7 +98,6 @@ pub(crate) struct Worker {
     run: Run,
     signals: Signals,
     rng: fastrand::Rng,
-    next_prune: Instant,
     trim: IdleTrim,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -165,7 +164,6 @@ impl Worker {
             run: Run::Serving,
             signals,
             rng,
-            next_prune: Instant::now(),
             trim: IdleTrim::new(Instant::now()),
             buf: vec![0; 65535],
             out: vec![0; 65535],
@@ -203,6 +201,7 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             self.process_dirty(now);
+            crate::telemetry::log_buffer::flush();
             if self
                 .trim
                 .after_turn(self.is_idle(), self.config.global.memory_trimming, now)
@@ -246,7 +245,7 @@ impl Worker {
             .chain(self.queue_deadline())
             .chain(stop)
             .chain(trim)
-            .chain(Some(self.next_prune))
+            .chain(self.pool.deadline())
             .min()
     }
 

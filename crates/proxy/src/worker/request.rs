@@ -13,15 +13,18 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use qcc::RequestHead;
 
+use crate::config::Reuse;
 use crate::frontend::rules::select_backend;
 use crate::telemetry::access_log::AccessFacts;
 use crate::telemetry::counters::EarlyData;
+use crate::telemetry::counters::PoolEvent;
 use crate::telemetry::in_flight::InFlight;
 use crate::upstream::balance::{hash_key, Load, Tier};
 use crate::upstream::live::{BackendRuntime, Observed, ServerRuntime};
 use crate::upstream::{
     h1, respond_error, BackendSocket, Exchange, ExchangeTimeouts, Forward, Step, Termination,
 };
+use crate::upstream::{PoolPolicy, Take};
 
 /// One request's way to a server: where it goes and where it has been (everything but the request).
 pub(super) struct Attempt {
@@ -50,9 +53,12 @@ impl Worker {
         end: bool,
         now: Instant,
     ) {
-        let Some(slot) = self.slots.get(index) else {
+        let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
+        slot.requests += 1;
+        let first = slot.requests == 1;
+        let slot = &self.slots[index];
         let ServerConn::Live(live) = &slot.conn else {
             return;
         };
@@ -108,6 +114,8 @@ impl Worker {
             set_headers: frontend.set_response_headers.clone(),
             retries_left: backend.settings.retries,
             early_data: false,
+            first,
+            fresh: false,
         };
         let attempt = Attempt {
             conn,
@@ -197,7 +205,13 @@ impl Worker {
     ) {
         let server = self.runtime.backends[b].servers[s].clone();
         let addr = server.addr();
-        let (sock, connected) = match self.pool.checkout(addr) {
+        let take = match (self.config.backends[b].settings.reuse, forward.first) {
+            _ if forward.fresh => Take::Fresh,
+            (Reuse::Never, _) | (Reuse::Safe, true) => Take::Fresh,
+            (Reuse::Aggressive, true) => Take::Proven,
+            _ => Take::Any,
+        };
+        let (sock, connected) = match self.pool.checkout(addr, take) {
             Some(sock) => (sock, true),
             None => match TcpStream::connect(addr) {
                 Ok(stream) => {
@@ -302,7 +316,27 @@ impl Worker {
             Step::Failed(why) => self.end_exchange(ex, why, false),
             Step::Retry(why) => self.retry_exchange(ex, why, now),
             Step::TooEarly => self.replay_after_handshake(ex, now),
+            Step::ClosedAtReuse => self.resend_fresh(ex, now),
         }
+    }
+
+    /// The server had closed the reused connection: the request goes again on a new one, to the server
+    /// the balancer picks; no retry spent, no error counted against the server.
+    fn resend_fresh(&mut self, ex: usize, now: Instant) {
+        let Some(ActiveExchange {
+            attempt,
+            server,
+            exchange,
+        }) = self.unlink(ex)
+        else {
+            return;
+        };
+        server.traffic.abandon();
+        self.proxy.count_pool(PoolEvent::ClosedByServer);
+        let (sock, mut forward) = exchange.into_forward();
+        drop(sock);
+        forward.fresh = true;
+        self.dispatch(attempt, forward, now);
     }
 
     /// Takes an exchange out of the tables (socket deregistered, stream unlinked).
@@ -376,10 +410,16 @@ impl Worker {
             .traffic
             .end(facts.status, (facts.bytes_in, facts.bytes_out), response_time);
         let addr = exchange.addr;
-        let (sock, request) = exchange.into_parts();
+        let (mut sock, request) = exchange.into_parts();
         request.finish(why, format!("{}/{}", server.backend, server.name()));
-        if reusable && self.run == Run::Serving {
-            self.pool.checkin(addr, sock, Instant::now());
+        let reuse = self
+            .config
+            .backend(&server.backend)
+            .map(|b| self.config.backends[b].settings.reuse);
+        if reusable && self.run == Run::Serving && reuse.is_some_and(|r| r != Reuse::Never) {
+            sock.count_served();
+            self.pool
+                .checkin(addr, sock, PoolPolicy::of(&server.config.options), Instant::now());
         }
         self.drain_queue(&server.backend, Instant::now());
     }

@@ -9,4 +9,5 @@ mod lifecycle;
 mod origins;
 mod proxying;
 mod quinn_client;
+mod reuse;
 mod security;
