@@ -139,14 +139,16 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    fn answer_once(listener: TcpListener, response: &'static str) {
+    /// Answers one connection on a clone of the listener; join it before closing the listener (the
+    /// clone keeps the port open while the thread lives).
+    fn answer_once(listener: TcpListener, response: &'static str) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf);
                 let _ = s.write_all(response.as_bytes());
             }
-        });
+        })
     }
 
     #[test]
@@ -160,24 +162,27 @@ mod tests {
             uri: "/health".into(),
             expect_status: Some(200),
         };
-        answer_once(
+        let mut answers = vec![answer_once(
             listener.try_clone().unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
-        );
+        )];
         assert_eq!(
             probe(s, t, Some(&http)).unwrap(),
             "Layer7 check passed: status 200"
         );
-        answer_once(
+        answers.push(answer_once(
             listener.try_clone().unwrap(),
             "HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n",
-        );
+        ));
         assert_eq!(probe(s, t, Some(&http)).unwrap_err(), "Layer7 wrong status: 503");
-        answer_once(listener.try_clone().unwrap(), "garbage\r\n\r\n");
+        answers.push(answer_once(listener.try_clone().unwrap(), "garbage\r\n\r\n"));
         assert!(probe(s, t, Some(&http))
             .unwrap_err()
             .starts_with("Layer7 invalid"));
         assert!(probe(s, t, None).unwrap().starts_with("Layer4 check passed"));
+        for answer in answers {
+            answer.join().unwrap();
+        }
         drop(listener);
         assert!(probe(s, t, None)
             .unwrap_err()
