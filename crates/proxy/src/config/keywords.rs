@@ -122,6 +122,10 @@ pub(super) const GLOBAL: &[Keyword] = &[
     kw(&["tune.quic.mem.tx-max"], |p, args| {
         set_size(args, &mut p.global.tx_max, |n| n as usize)
     }),
+    kw(&["tune.quic.disable-udp-gso"], |p, args| {
+        p.global.udp_gso = false;
+        no_more(args, 1)
+    }),
     kw(&["no-memory-trimming"], |p, args| {
         p.global.memory_trimming = false;
         no_more(args, 1)
@@ -312,7 +316,7 @@ mod tests {
     #[test]
     fn errors_offer_what_the_tables_hold() {
         assert_eq!(expected(OPTIONS), "forwardfor, redispatch, allbackups or httpchk");
-        assert!(expected(GLOBAL).ends_with("tune.quic.mem.tx-max or no-memory-trimming"));
+        assert!(expected(GLOBAL).ends_with("tune.quic.disable-udp-gso or no-memory-trimming"));
         assert!(
             !expected(FRONTEND).contains("log"),
             "ignored keywords are not offered"

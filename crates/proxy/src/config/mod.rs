@@ -97,6 +97,8 @@ pub struct Global {
     pub tx_max: usize,
     /// Cleared by `no-memory-trimming`: idle workers give freed memory back to the system.
     pub memory_trimming: bool,
+    /// GSO on send (`tune.quic.disable-udp-gso` turns it off: one datagram per send call).
+    pub udp_gso: bool,
 }
 
 impl Default for Global {
@@ -111,6 +113,7 @@ impl Default for Global {
             conn_max_data: 16 * 1024 * 1024,
             tx_max: 4 * 1024 * 1024,
             memory_trimming: true,
+            udp_gso: true,
         }
     }
 }

@@ -163,6 +163,14 @@ pub(crate) struct ProxyCounters {
     pub(crate) cid_routes: AtomicU64,
     /// Idle-time memory trims.
     pub(crate) memory_trims: AtomicU64,
+    /// UDP datagrams received.
+    pub(crate) udp_datagrams_received: AtomicU64,
+    /// UDP datagrams sent.
+    pub(crate) udp_datagrams_sent: AtomicU64,
+    /// Receive calls that brought datagrams (each may bring many: recvmmsg, GRO).
+    pub(crate) udp_recv_calls: AtomicU64,
+    /// Send calls (each may carry many datagrams: GSO).
+    pub(crate) udp_send_calls: AtomicU64,
     requests: [AtomicU64; StatusClass::ALL.len()],
     retries: [AtomicU64; RetryOutcome::ALL.len()],
     early_data: [AtomicU64; EarlyData::ALL.len()],

@@ -252,6 +252,24 @@ pub(crate) const FAMILIES: &[Family] = &[
         }),
         &["event"],
     ),
+    with_labels(
+        family("qproxy_udp_datagrams_total", Counter, "UDP datagrams received and sent.", |i| {
+            vec![
+                ("direction=\"received\"".into(), i.proxy.udp_datagrams_received.load(Relaxed)),
+                ("direction=\"sent\"".into(), i.proxy.udp_datagrams_sent.load(Relaxed)),
+            ]
+        }),
+        &["direction"],
+    ),
+    with_labels(
+        family("qproxy_udp_syscalls_total", Counter, "UDP receive and send calls (batched: fewer than datagrams).", |i| {
+            vec![
+                ("direction=\"received\"".into(), i.proxy.udp_recv_calls.load(Relaxed)),
+                ("direction=\"sent\"".into(), i.proxy.udp_send_calls.load(Relaxed)),
+            ]
+        }),
+        &["direction"],
+    ),
     family("qproxy_backend_connect_errors_total", Counter, "Failed backend connections.", |i| one(i.proxy.connect_errors.load(Relaxed))),
     in_json(family("qproxy_cid_routes", Gauge, "Connection IDs in the router.", |i| one(i.proxy.cid_routes.load(Relaxed))), Json::Live("cid_routes")),
     family("qproxy_memory_trims_total", Counter, "Times an idle worker gave freed memory back to the system.", |i| one(i.proxy.memory_trims.load(Relaxed))),

@@ -14,7 +14,7 @@ impl Worker {
     pub(super) fn accept(
         &mut self,
         listener: usize,
-        len: usize,
+        datagram: &mut [u8],
         peer: SocketAddr,
         dcid: &[u8],
         now: Instant,
@@ -22,11 +22,14 @@ impl Worker {
         if self.run != Run::Serving {
             return None; // Stopping: no new connection.
         }
-        let hdr = quiche::Header::from_slice(&mut self.buf[..len], CID_LEN).ok()?;
+        let len = datagram.len();
+        let hdr = quiche::Header::from_slice(datagram, CID_LEN).ok()?;
         let local = self.listeners[listener].local;
         if !quiche::version_is_supported(hdr.version) {
             let n = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut self.out).ok()?;
-            let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+            let _ = self.listeners[listener]
+                .io
+                .send(peer, &self.out[..n], None, &self.proxy);
             return None;
         }
         // A client Initial fills at least 1200 bytes (RFC 9000, 14.1); smaller ones cost us nothing.
@@ -52,7 +55,9 @@ impl Worker {
                     &mut self.out,
                 )
                 .ok()?;
-                let _ = self.listeners[listener].socket.send_to(&self.out[..n], peer);
+                let _ = self.listeners[listener]
+                    .io
+                    .send(peer, &self.out[..n], None, &self.proxy);
                 self.proxy.count_retry(RetryOutcome::Sent);
                 return None;
             }

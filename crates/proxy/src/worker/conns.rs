@@ -3,13 +3,14 @@
 
 use super::*;
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use qcc::Event;
 
+use super::udp::{TxBatch, UdpIo, MAX_DATAGRAM};
+use crate::telemetry::counters::ProxyCounters;
 use crate::upstream::Termination;
 
 /// A connection in the slab. `serial` tags it: an exchange that outlives its connection finds a
@@ -72,6 +73,16 @@ impl Slots {
             index,
             serial: s.serial,
         })
+    }
+}
+
+/// Sends a batch: one datagram, or a GSO train.
+fn flush(io: &UdpIo, out: &[u8], batch: &TxBatch, proxy: &ProxyCounters) {
+    let Some(to) = batch.to else { return };
+    let segment = (batch.count > 1).then_some(batch.segment);
+    // A full socket buffer drops the datagrams; QUIC recovers them as losses.
+    if io.send(to, &out[..batch.len], segment, proxy).is_err() {
+        tracing::trace!("UDP send buffer full");
     }
 }
 
@@ -181,16 +192,38 @@ impl Worker {
             return;
         };
         let _entered = slot.span.clone().entered();
-        let socket = &self.listeners[slot.listener].socket;
-        loop {
-            let t = slot.conn.poll_transmit(now, &mut self.out);
-            let Some(t) = t else { break };
-            match socket.send_to(&self.out[..t.len], t.to) {
-                Ok(_) => {}
-                // A full socket buffer drops the datagram; QUIC recovers it as a loss.
-                Err(e) if e.kind() == ErrorKind::WouldBlock => tracing::trace!("UDP send buffer full"),
-                Err(e) => tracing::debug!(error = %e, to = %t.to, "UDP send failed"),
+        let io = &self.listeners[slot.listener].io;
+        let max_segments = io.max_segments();
+        let out = &mut self.out;
+        let mut batch = TxBatch::default();
+        // Each datagram is written right after the batch; one that cannot join it sends the batch and
+        // moves to the front.
+        while let Some(t) = slot
+            .conn
+            .poll_transmit(now, &mut out[batch.len..batch.len + MAX_DATAGRAM])
+        {
+            if batch.admits(t.to, t.len, max_segments) {
+                batch.len += t.len;
+                batch.count += 1;
+            } else {
+                if batch.count > 0 {
+                    flush(io, out, &batch, &self.proxy);
+                    out.copy_within(batch.len..batch.len + t.len, 0);
+                }
+                batch = TxBatch {
+                    len: t.len,
+                    segment: t.len,
+                    count: 1,
+                    to: Some(t.to),
+                };
             }
+            if batch.len + MAX_DATAGRAM > out.len() {
+                flush(io, out, &batch, &self.proxy);
+                batch = TxBatch::default();
+            }
+        }
+        if batch.count > 0 {
+            flush(io, out, &batch, &self.proxy);
         }
         // Requests answered while transmitting (a stream closed) may have queued events.
         if let ServerConn::Live(c) = &mut slot.conn {

@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use mio::net::UdpSocket;
 use qcc::route::CidRoute;
 use qcc::{Limits, ServerConfig, TransportParams};
 
+use super::udp::{RxBufs, UdpIo};
 use crate::config::{Config, QuicBind};
+use std::sync::atomic::Ordering::Relaxed;
 
 pub(super) struct Listener {
-    pub(super) socket: UdpSocket,
+    /// The socket, batched (recvmmsg, GRO, GSO).
+    pub(super) io: UdpIo,
     pub(super) local: SocketAddr,
     pub(super) frontend: usize,
     pub(super) tls: ServerConfig,
@@ -73,12 +75,27 @@ pub(super) fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> R
 
 impl Worker {
     pub(super) fn read_listener(&mut self, i: usize) {
+        // Out of `self` while its datagrams are handled (they borrow it).
+        let mut rx = self.rx.take().unwrap_or_else(|| Box::new(RxBufs::new()));
+        self.drain_listener(i, &mut rx);
+        self.rx = Some(rx);
+    }
+
+    fn drain_listener(&mut self, i: usize, rx: &mut RxBufs) {
         loop {
             let Some(listener) = self.listeners.get(i) else {
                 return;
             };
-            match listener.socket.recv_from(&mut self.buf) {
-                Ok((len, peer)) => self.on_datagram(i, len, peer),
+            match listener.io.recv(rx, &self.proxy) {
+                Ok(n) => {
+                    for b in 0..n {
+                        let (data, stride, peer) = rx.received(b);
+                        for datagram in data.chunks_mut(stride) {
+                            self.proxy.udp_datagrams_received.fetch_add(1, Relaxed);
+                            self.on_datagram(i, datagram, peer);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -89,12 +106,12 @@ impl Worker {
         }
     }
 
-    pub(super) fn on_datagram(&mut self, listener: usize, len: usize, peer: SocketAddr) {
+    pub(super) fn on_datagram(&mut self, listener: usize, datagram: &mut [u8], peer: SocketAddr) {
         let now = Instant::now();
         let local = self.listeners[listener].local;
-        let index = match self.router.route(&mut self.buf[..len]) {
+        let index = match self.router.route(datagram) {
             CidRoute::Owner(index) => index,
-            CidRoute::New { dcid } => match self.accept(listener, len, peer, &dcid, now) {
+            CidRoute::New { dcid } => match self.accept(listener, datagram, peer, &dcid, now) {
                 Some(index) => index,
                 None => return,
             },
@@ -104,7 +121,7 @@ impl Worker {
             return;
         };
         let _entered = slot.span.clone().entered();
-        let res = slot.conn.handle_datagram(now, &mut self.buf[..len], peer, local);
+        let res = slot.conn.handle_datagram(now, datagram, peer, local);
         if let Err(e) = res {
             tracing::debug!(error = %e, "datagram refused");
         }

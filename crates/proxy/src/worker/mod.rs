@@ -14,6 +14,7 @@ mod lifecycle;
 mod listener;
 mod queue;
 mod request;
+mod udp;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use early::AwaitingHandshake;
 use listener::{tls_config, udp_socket, Listener};
 use queue::Queues;
 use request::ActiveExchange;
+use udp::{RxBufs, UdpIo, MAX_BATCH_BYTES, MAX_DATAGRAM};
 
 /// The signals token.
 const SIGNALS: Token = Token(1 << 20);
@@ -99,7 +101,9 @@ pub(crate) struct Worker {
     signals: Signals,
     rng: fastrand::Rng,
     trim: IdleTrim,
-    buf: Vec<u8>,
+    /// Receive buffers (taken while a listener is drained).
+    rx: Option<Box<RxBufs>>,
+    /// Send buffer: one GSO train at most.
     out: Vec<u8>,
 }
 
@@ -117,12 +121,14 @@ impl Worker {
         for (f, frontend) in config.frontends.iter().enumerate() {
             for bind in &frontend.binds {
                 let tls = tls_config(&config, f, bind)?;
-                let mut socket = UdpSocket::from_std(udp_socket(bind.addr)?);
+                let socket = UdpSocket::from_std(udp_socket(bind.addr)?);
                 let local = socket.local_addr()?;
+                let mut io = UdpIo::new(socket, config.global.udp_gso)
+                    .with_context(|| format!("UDP socket options on {local}"))?;
                 poll.registry()
-                    .register(&mut socket, Token(listeners.len()), Interest::READABLE)?;
+                    .register(io.socket_mut(), Token(listeners.len()), Interest::READABLE)?;
                 listeners.push(Listener {
-                    socket,
+                    io,
                     local,
                     frontend: f,
                     tls,
@@ -165,8 +171,8 @@ impl Worker {
             signals,
             rng,
             trim: IdleTrim::new(Instant::now()),
-            buf: vec![0; 65535],
-            out: vec![0; 65535],
+            rx: Some(Box::new(RxBufs::new())),
+            out: vec![0; MAX_BATCH_BYTES + 2 * MAX_DATAGRAM],
         })
     }
 

@@ -11,3 +11,4 @@ mod proxying;
 mod quinn_client;
 mod reuse;
 mod security;
+mod udp;
