@@ -109,19 +109,14 @@ impl Worker {
             return;
         };
         let _entered = span.enter();
-        let mut events = Vec::new();
-        {
-            let Some(slot) = self.slots.get_mut(index) else {
-                return;
-            };
-            let ServerConn::Live(conn) = &mut slot.conn else {
-                return;
-            };
+        // The worker's event list, lent out while they are handled (no allocation per turn).
+        let mut events = std::mem::take(&mut self.events);
+        if let Some(ServerConn::Live(conn)) = self.slots.get_mut(index).map(|s| &mut s.conn) {
             while let Some(event) = conn.poll_event() {
                 events.push(event);
             }
         }
-        for event in events {
+        for event in events.drain(..) {
             match event {
                 Event::Request { stream, head, end } => self.on_request(index, stream, head, end, now),
                 Event::Readable { stream } | Event::Writable { stream } => {
@@ -160,6 +155,7 @@ impl Worker {
                 Event::Dead => self.release(index, now),
             }
         }
+        self.events = events;
         self.after_handshake(index, now);
     }
 

@@ -101,6 +101,8 @@ pub(crate) struct Worker {
     signals: Signals,
     rng: fastrand::Rng,
     trim: IdleTrim,
+    /// Events of the connection being handled (kept to reuse its allocation).
+    events: Vec<qcc::Event>,
     /// Receive buffers (taken while a listener is drained).
     rx: Option<Box<RxBufs>>,
     /// Send buffer: one GSO train at most.
@@ -171,6 +173,7 @@ impl Worker {
             signals,
             rng,
             trim: IdleTrim::new(Instant::now()),
+            events: Vec::new(),
             rx: Some(Box::new(RxBufs::new())),
             out: vec![0; MAX_BATCH_BYTES + 2 * MAX_DATAGRAM],
         })
