@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use crate::config::Config;
 use crate::telemetry::counters::ProxyCounters;
-use crate::telemetry::stats_listener::{self, Sources};
+use crate::telemetry::stats_listener::{self, StatsInputs};
 use crate::upstream::live::Runtime;
 use crate::worker::Worker;
 
@@ -28,7 +28,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
     let counters = Arc::new(qcc::Counters::default());
     let proxy = Arc::new(ProxyCounters::default());
     let runtime = Arc::new(RwLock::new(Arc::new(Runtime::new(&config, None))));
-    let sources = Sources {
+    let sources = StatsInputs {
         layers: counters.clone(),
         proxy: proxy.clone(),
         runtime: runtime.clone(),

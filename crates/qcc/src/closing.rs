@@ -16,7 +16,7 @@ use crate::{Error, Transmit};
 /// descriptor is drained. Drop it when [`Closing::is_closed`] says so.
 pub struct Closing {
     // Dropped first: whatever the transport still holds returns to the budget before the descriptors go.
-    conn: Box<Transport>,
+    transport: Box<Transport>,
     descs: Vec<ReleasedDesc>,
     counters: Arc<Counters>,
     close_sent: bool,
@@ -26,7 +26,7 @@ impl Closing {
     pub(crate) fn new(conn: Box<Transport>, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
         counters.closing.inc();
         Closing {
-            conn,
+            transport: conn,
             descs,
             counters,
             close_sent: false,
@@ -41,7 +41,7 @@ impl Closing {
         from: SocketAddr,
         to: SocketAddr,
     ) -> Result<usize, Error> {
-        let res = self.conn.recv(buf, RecvInfo { from, to });
+        let res = self.transport.recv(buf, RecvInfo { from, to });
         self.refuse_streams();
         match res {
             Ok(n) => Ok(n),
@@ -54,7 +54,7 @@ impl Closing {
     /// streams, acknowledgements) go out before CONNECTION_CLOSE.
     pub fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<Transmit> {
         for _ in 0..2 {
-            if let Ok((len, info)) = self.conn.send(out) {
+            if let Ok((len, info)) = self.transport.send(out) {
                 return Some(Transmit {
                     len,
                     to: info.to,
@@ -70,22 +70,22 @@ impl Closing {
 
     /// When `handle_timeout` must run next.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        self.conn.timeout().map(|d| now + d)
+        self.transport.timeout().map(|d| now + d)
     }
 
     /// Fires the transport's timers.
     pub fn handle_timeout(&mut self, _now: Instant) {
-        self.conn.on_timeout();
+        self.transport.on_timeout();
     }
 
     /// True when the transport is closed: drop this.
     pub fn is_closed(&self) -> bool {
-        self.conn.is_closed()
+        self.transport.is_closed()
     }
 
     /// The transport, for statistics.
     pub fn transport(&self) -> &Transport {
-        &self.conn
+        &self.transport
     }
 
     /// Queues CONNECTION_CLOSE once every descriptor is drained. Returns whether it did so now.
@@ -96,18 +96,18 @@ impl Closing {
         }
         self.close_sent = true;
         // Err(Done) means the transport is already closing: nothing to add.
-        self.conn.close(true, codes::H3_NO_ERROR, b"").is_ok()
+        self.transport.close(true, codes::H3_NO_ERROR, b"").is_ok()
     }
 
     fn refuse_streams(&mut self) {
-        let readable: Vec<u64> = self.conn.readable().collect();
+        let readable: Vec<u64> = self.transport.readable().collect();
         let mut scratch = [0u8; 4096];
         for id in readable {
             if id.is_multiple_of(4) {
-                qcs::refuse(&mut self.conn, id);
+                qcs::refuse(&mut self.transport, id);
             } else {
                 // The HTTP/3 state is gone: unidirectional stream bytes are read and dropped.
-                while matches!(self.conn.stream_recv(id, &mut scratch), Ok((n, _)) if n > 0) {}
+                while matches!(self.transport.stream_recv(id, &mut scratch), Ok((n, _)) if n > 0) {}
             }
         }
     }
@@ -118,7 +118,7 @@ impl Drop for Closing {
     fn drop(&mut self) {
         self.counters.closing.dec();
         let t = &self.counters.transport;
-        let handshake = if self.conn.is_established() {
+        let handshake = if self.transport.is_established() {
             &t.handshakes_ok
         } else {
             &t.handshakes_failed
@@ -126,21 +126,21 @@ impl Drop for Closing {
         handshake.fetch_add(1, Relaxed);
         // 0x0 is the transport's NO_ERROR, 0x100 HTTP/3's H3_NO_ERROR.
         let clean = |e: &quiche::ConnectionError| e.error_code == 0 || (e.is_app && e.error_code == 0x100);
-        let cause = if self.conn.is_timed_out() {
+        let cause = if self.transport.is_timed_out() {
             CloseCause::IdleTimeout
-        } else if let Some(e) = self.conn.peer_error() {
+        } else if let Some(e) = self.transport.peer_error() {
             if clean(e) {
                 CloseCause::PeerNoError
             } else {
                 CloseCause::PeerError
             }
-        } else if self.conn.local_error().is_none_or(clean) {
+        } else if self.transport.local_error().is_none_or(clean) {
             CloseCause::LocalNoError
         } else {
             CloseCause::LocalError
         };
         t.count_close(cause);
-        let stats = self.conn.stats();
+        let stats = self.transport.stats();
         t.packets_lost.fetch_add(stats.lost as u64, Relaxed);
         t.packets_retransmitted.fetch_add(stats.retrans as u64, Relaxed);
     }
@@ -149,7 +149,7 @@ impl Drop for Closing {
 impl std::fmt::Debug for Closing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Closing")
-            .field("trace_id", &self.conn.trace_id())
+            .field("trace_id", &self.transport.trace_id())
             .field("descs", &self.descs.len())
             .field("close_sent", &self.close_sent)
             .finish()

@@ -12,7 +12,7 @@ use quiche::h3::{self, Header};
 use quiche::{ConnectionId, RecvInfo};
 
 use crate::table::StreamTable;
-use crate::wakeup::{Waker, Wakeup};
+use crate::wakeup::{RoomFlag, Waker};
 use crate::{AbortCause, Closing, Error, Event, Limits, ServerConfig};
 
 /// A datagram to send, written into the caller's buffer by `poll_transmit`.
@@ -78,14 +78,14 @@ pub struct Connection {
     /// Request streams with bytes but no complete header section yet, and when they were first seen.
     opening: BTreeMap<u64, Instant>,
     timers: Timers,
-    wakeup: Arc<Wakeup>,
+    wakeup: Arc<RoomFlag>,
     h3: Option<h3::Connection>,
     h3_config: Arc<h3::Config>,
     /// `conn{id=...}`: the caller enters it around its work on this connection, so every event (this
     /// crate's and the caller's) carries the connection's id.
     span: tracing::Span,
     /// Boxed: quiche's connection is large, and a `Connection` moves (into slabs, into `Closing`).
-    conn: Box<Transport>,
+    transport: Box<Transport>,
     budget: TxBudget,
     limits: Limits,
     events: VecDeque<Event>,
@@ -122,7 +122,7 @@ impl Connection {
         counters.connections.inc();
         let span = tracing::info_span!("conn", id = %conn.trace_id());
         let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
-        let wakeup = Arc::new(Wakeup::new(waker));
+        let wakeup = Arc::new(RoomFlag::new(waker));
         let sink: Weak<dyn RoomSink> = Arc::downgrade(&wakeup) as Weak<dyn RoomSink>;
         budget.attach_sink(sink);
         Ok(Connection {
@@ -140,7 +140,7 @@ impl Connection {
             h3: None,
             h3_config: config.h3.clone(),
             span,
-            conn,
+            transport: conn,
             budget,
             limits: config.limits.clone(),
             events: VecDeque::new(),
@@ -154,12 +154,12 @@ impl Connection {
 
     /// The transport, for statistics and addresses.
     pub fn transport(&self) -> &Transport {
-        &self.conn
+        &self.transport
     }
 
     /// The connection's id (the hex of the connection ID it chose), as logs and the access line show it.
     pub fn trace_id(&self) -> &str {
-        self.conn.trace_id()
+        self.transport.trace_id()
     }
 
     /// The `conn{id=...}` span to enter around work on this connection.
@@ -169,7 +169,7 @@ impl Connection {
 
     /// True once the handshake completed.
     pub fn is_established(&self) -> bool {
-        self.conn.is_established()
+        self.transport.is_established()
     }
 
     /// Request streams alive.
@@ -184,15 +184,15 @@ impl Connection {
 
     /// True when the connection has nothing more to do but be released.
     pub fn is_dead(&self) -> bool {
-        self.conn.is_closed()
-            || self.conn.is_draining()
+        self.transport.is_closed()
+            || self.transport.is_draining()
             || self.close_requested
             || (self.goaway.is_some() && self.streams.is_empty() && self.opening.is_empty())
     }
 
     /// The transport's own next timer, measured by quiche against the real monotonic clock.
     pub fn transport_timeout(&self, now: Instant) -> Option<Instant> {
-        self.conn.timeout().map(|d| now + d)
+        self.transport.timeout().map(|d| now + d)
     }
 
     /// The connection layer's own next timer (handshake, http-request, keep-alive), on the caller's clock.
@@ -241,7 +241,7 @@ impl Connection {
         from: SocketAddr,
         to: SocketAddr,
     ) -> Result<usize, Error> {
-        let res = self.conn.recv(buf, RecvInfo { from, to });
+        let res = self.transport.recv(buf, RecvInfo { from, to });
         self.process(now);
         match res {
             Ok(n) => Ok(n),
@@ -252,8 +252,8 @@ impl Connection {
 
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.conn.on_timeout();
-        if self.timers.handshake.is_some_and(|t| t <= now) && !self.conn.is_established() {
+        self.transport.on_timeout();
+        if self.timers.handshake.is_some_and(|t| t <= now) && !self.transport.is_established() {
             tracing::debug!("handshake timeout");
             self.timers.handshake = None;
             self.close_with(false, 0x0, "handshake timeout");
@@ -278,13 +278,13 @@ impl Connection {
     }
 
     fn process(&mut self, now: Instant) {
-        if self.h3.is_none() && (self.conn.is_established() || self.conn.is_in_early_data()) {
-            match h3::Connection::with_transport(&mut self.conn, &self.h3_config) {
+        if self.h3.is_none() && (self.transport.is_established() || self.transport.is_in_early_data()) {
+            match h3::Connection::with_transport(&mut self.transport, &self.h3_config) {
                 Ok(h3) => self.h3 = Some(h3),
                 Err(e) => self.close_with(true, codes::wire_code(&e), "HTTP/3 setup failed"),
             }
         }
-        if self.conn.is_established() {
+        if self.transport.is_established() {
             self.timers.handshake = None;
         }
         if self.h3.is_some() {
@@ -314,7 +314,7 @@ impl Connection {
     fn poll_h3(&mut self) {
         loop {
             let Some(h3) = self.h3.as_mut() else { return };
-            match h3.poll(&mut self.conn) {
+            match h3.poll(&mut self.transport) {
                 Ok((id, event)) => self.on_h3_event(id, event),
                 Err(h3::Error::Done) => return,
                 Err(e) => {
@@ -334,7 +334,7 @@ impl Connection {
                 let Some(stream) = self.streams.get_mut(id) else {
                     return;
                 };
-                if let Some(code) = stream.peer_reset_code(&mut self.conn) {
+                if let Some(code) = stream.peer_reset_code(&mut self.transport) {
                     stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
                     return;
@@ -374,14 +374,14 @@ impl Connection {
         }
         let mut stream = Stream::new(id, &self.budget, self.limits.stream_rx_buf);
         let parsed = stream.on_request_headers(list, more_frames);
-        let verdict = stream.transport_verdict(&mut self.conn);
+        let verdict = stream.transport_verdict(&mut self.transport);
         self.streams.insert(stream);
         if let Some(verdict) = verdict {
             // STOP_SENDING came before (or with) the request (HAProxy #2563, #2372): nobody wants the
             // answer, so the request never reaches the upper side.
             tracing::debug!(stream = id, reason = %verdict, "request already stopped");
             self.streams
-                .release(id, &mut self.conn, codes::H3_REQUEST_CANCELLED);
+                .release(id, &mut self.transport, codes::H3_REQUEST_CANCELLED);
             return;
         }
         match parsed {
@@ -395,7 +395,7 @@ impl Connection {
                 // RFC names (H3_MESSAGE_ERROR when malformed, H3_REQUEST_REJECTED for CONNECT).
                 tracing::debug!(stream = id, error = %e, "request refused");
                 let code = e.stream_code().unwrap_or(codes::H3_MESSAGE_ERROR);
-                self.streams.release(id, &mut self.conn, code);
+                self.streams.release(id, &mut self.transport, code);
             }
         }
     }
@@ -404,7 +404,7 @@ impl Connection {
         let (Some(h3), Some(stream)) = (self.h3.as_mut(), self.streams.get_mut(id)) else {
             return;
         };
-        match stream.fill_rx(h3, &mut self.conn) {
+        match stream.fill_rx(h3, &mut self.transport) {
             Ok(_) => self.after_rx(id),
             Err(e) => self.fail_stream(id, e),
         }
@@ -438,7 +438,11 @@ impl Connection {
     /// Streams with bytes in the transport but no request yet are "opening": the http-request timer
     /// watches them.
     fn track_opening(&mut self, now: Instant) {
-        let readable: Vec<u64> = self.conn.readable().filter(|id| is_client_bidi(*id)).collect();
+        let readable: Vec<u64> = self
+            .transport
+            .readable()
+            .filter(|id| is_client_bidi(*id))
+            .collect();
         for id in readable {
             if !self.streams.contains(id) {
                 if self.goaway.is_some_and(|g| id >= g) {
@@ -457,10 +461,10 @@ impl Connection {
             let Some(stream) = self.streams.get_mut(id) else {
                 continue;
             };
-            let verdict = if stream.rx_vanished(&self.conn) {
+            let verdict = if stream.rx_vanished(&self.transport) {
                 Some(StreamError::Gone)
             } else if !stream.response_done() {
-                stream.transport_verdict(&mut self.conn)
+                stream.transport_verdict(&mut self.transport)
             } else {
                 None
             };
@@ -480,7 +484,7 @@ impl Connection {
 
     /// Refuses a stream the connection will not serve (after GOAWAY, or a timed-out request head).
     fn refuse(&mut self, id: u64) {
-        qcs::refuse(&mut self.conn, id);
+        qcs::refuse(&mut self.transport, id);
     }
 
     fn fail_stream(&mut self, id: u64, error: StreamError) {
@@ -508,7 +512,7 @@ impl Connection {
 
     /// Ends a stream through the table and tells the upper side.
     fn end_stream(&mut self, id: u64, cause: Option<AbortCause>, code: u64) {
-        if let Some(upper) = self.streams.release(id, &mut self.conn, code) {
+        if let Some(upper) = self.streams.release(id, &mut self.transport, code) {
             self.events.push_back(match cause {
                 Some(cause) => Event::StreamAborted {
                     stream: id,
@@ -521,7 +525,7 @@ impl Connection {
     }
 
     fn close_with(&mut self, app: bool, code: u64, reason: &str) {
-        let _ = self.conn.close(app, code, reason.as_bytes());
+        let _ = self.transport.close(app, code, reason.as_bytes());
         self.close_requested = true;
     }
 
@@ -537,7 +541,7 @@ impl Connection {
     /// Writes the next datagram to send into `out`, or returns `None` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         self.flush_streams();
-        let sent = match self.conn.send(out) {
+        let sent = match self.transport.send(out) {
             Ok((len, info)) => Some(Transmit {
                 len,
                 to: info.to,
@@ -573,7 +577,7 @@ impl Connection {
                 self.streams.wait.send.remove(&id);
                 continue;
             };
-            match stream.flush(h3, &mut self.conn) {
+            match stream.flush(h3, &mut self.transport) {
                 Ok(Flush::Idle) => {
                     self.streams.wait.send.remove(&id);
                 }
@@ -649,7 +653,7 @@ impl Connection {
     /// Returns its upper handle.
     pub fn reset_stream(&mut self, stream: u64, code: u64) -> Result<Option<u64>, Error> {
         self.streams
-            .release(stream, &mut self.conn, code)
+            .release(stream, &mut self.transport, code)
             .ok_or(Error::StreamGone(stream))
     }
 
@@ -662,7 +666,7 @@ impl Connection {
         match self.h3.as_mut() {
             Some(h3) => {
                 self.goaway = Some(id);
-                match h3.send_goaway(&mut self.conn, id) {
+                match h3.send_goaway(&mut self.transport, id) {
                     Ok(()) | Err(h3::Error::Done | h3::Error::StreamBlocked) => {}
                     // The peer stopped our control stream (HAProxy #2006): a connection error, not a crash.
                     Err(e) => {
@@ -705,7 +709,7 @@ impl Connection {
             timers,
             wakeup,
             h3,
-            mut conn,
+            transport: mut conn,
             budget,
             ..
         } = self;
@@ -732,7 +736,7 @@ impl Connection {
             mut streams,
             wakeup,
             h3,
-            mut conn,
+            transport: mut conn,
             ..
         } = self;
         drop(wakeup);
@@ -775,7 +779,7 @@ impl Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("trace_id", &self.conn.trace_id())
+            .field("trace_id", &self.transport.trace_id())
             .field("streams", &self.streams)
             .field("opening", &self.opening)
             .field("goaway", &self.goaway)

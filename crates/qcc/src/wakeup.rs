@@ -12,14 +12,14 @@ pub trait Waker: Send + Sync {
 }
 
 /// What the Tx budget holds (by `Weak`) to report room.
-pub(crate) struct Wakeup {
+pub(crate) struct RoomFlag {
     room: AtomicBool,
     waker: Option<Arc<dyn Waker>>,
 }
 
-impl Wakeup {
+impl RoomFlag {
     pub(crate) fn new(waker: Option<Arc<dyn Waker>>) -> Self {
-        Wakeup {
+        RoomFlag {
             room: AtomicBool::new(false),
             waker,
         }
@@ -31,7 +31,7 @@ impl Wakeup {
     }
 }
 
-impl RoomSink for Wakeup {
+impl RoomSink for RoomFlag {
     fn room(&self) {
         self.room.store(true, Relaxed);
         if let Some(waker) = &self.waker {

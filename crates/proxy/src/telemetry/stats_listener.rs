@@ -17,7 +17,7 @@ use crate::upstream::live::SharedRuntime;
 
 /// What the stats listener reads.
 #[derive(Clone)]
-pub(crate) struct Sources {
+pub(crate) struct StatsInputs {
     /// The layers' counters.
     pub(crate) layers: Arc<Counters>,
     /// The proxy's own counters.
@@ -27,7 +27,7 @@ pub(crate) struct Sources {
 }
 
 /// Binds the stats frontend's address and serves it until the process ends.
-pub(crate) fn spawn(frontend: &StatsFrontend, sources: Sources) -> std::io::Result<SocketAddr> {
+pub(crate) fn spawn(frontend: &StatsFrontend, sources: StatsInputs) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(frontend.addr)?;
     let local = listener.local_addr()?;
     let paths = (frontend.metrics_path.clone(), frontend.stats_path.clone());
@@ -44,7 +44,7 @@ pub(crate) fn spawn(frontend: &StatsFrontend, sources: Sources) -> std::io::Resu
 fn serve(
     mut stream: TcpStream,
     (metrics, stats): &(Option<String>, Option<String>),
-    sources: &Sources,
+    sources: &StatsInputs,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::with_capacity(1024);

@@ -36,11 +36,13 @@ pub fn fetch(url: &str) -> Result<Value> {
         .with_context(|| format!("{url} did not answer JSON (is it the 'stats uri' path?)"))
 }
 
-fn n(v: &Value, key: &str) -> u64 {
+/// `v[key]` as a number, 0 when absent.
+fn u64_at(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+/// `v[key]` as text, empty when absent.
+fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -51,17 +53,17 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
     let _ = writeln!(
         out,
         "qproxy  connections {}  closing {}  streams {}  descriptors {}+{}  tx budget {} B  exchanges {}  backend sockets {} (+{} idle)  stale wake-ups {}  out-of-order {}\n",
-        n(live, "connections"),
-        n(live, "closing"),
-        n(live, "streams"),
-        n(live, "descriptors_attached"),
-        n(live, "descriptors_released"),
-        n(live, "tx_budget_bytes"),
-        n(live, "exchanges"),
-        n(live, "backend_sockets_active"),
-        n(live, "backend_sockets_idle"),
-        n(view, "stale_wakeups"),
-        n(view, "out_of_order_releases"),
+        u64_at(live, "connections"),
+        u64_at(live, "closing"),
+        u64_at(live, "streams"),
+        u64_at(live, "descriptors_attached"),
+        u64_at(live, "descriptors_released"),
+        u64_at(live, "tx_budget_bytes"),
+        u64_at(live, "exchanges"),
+        u64_at(live, "backend_sockets_active"),
+        u64_at(live, "backend_sockets_idle"),
+        u64_at(view, "stale_wakeups"),
+        u64_at(view, "out_of_order_releases"),
     );
     let _ = writeln!(
         out,
@@ -74,34 +76,34 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
         before.map_or(0.0, |b| total.saturating_sub(b) as f64 / secs)
     };
     for b in view["backends"].as_array().into_iter().flatten() {
-        let name = s(b, "name");
+        let name = str_at(b, "name");
         let _ = writeln!(
             out,
             "{:<24} {:<5} {:>6} {:>6} {:>8} {:>10.1} {:>8} {:>8.1}",
             name,
-            format!("{}up", n(b, "servers_up")),
+            format!("{}up", u64_at(b, "servers_up")),
             "",
-            n(b, "active"),
-            n(b, "queued"),
-            rate(name.to_string(), n(b, "requests_total")),
-            n(&b["requests"], "5xx"),
+            u64_at(b, "active"),
+            u64_at(b, "queued"),
+            rate(name.to_string(), u64_at(b, "requests_total")),
+            u64_at(&b["requests"], "5xx"),
             b["response_time_avg_ms"].as_f64().unwrap_or(0.0),
         );
         for srv in b["servers"].as_array().into_iter().flatten() {
-            let key = format!("{name}/{}", s(srv, "name"));
+            let key = format!("{name}/{}", str_at(srv, "name"));
             let backup = if srv["backup"] == true { " (backup)" } else { "" };
             let _ = writeln!(
                 out,
                 "  {:<22} {:<5} {:>6} {:>6} {:>8} {:>10.1} {:>8} {:>8.1}  {}",
-                format!("{}{backup}", s(srv, "name")),
-                s(srv, "state"),
-                n(srv, "weight"),
-                n(srv, "active"),
+                format!("{}{backup}", str_at(srv, "name")),
+                str_at(srv, "state"),
+                u64_at(srv, "weight"),
+                u64_at(srv, "active"),
                 "",
-                rate(key, n(srv, "requests_total")),
-                n(&srv["requests"], "5xx"),
+                rate(key, u64_at(srv, "requests_total")),
+                u64_at(&srv["requests"], "5xx"),
                 srv["response_time_avg_ms"].as_f64().unwrap_or(0.0),
-                s(srv, "last_check"),
+                str_at(srv, "last_check"),
             );
         }
     }
