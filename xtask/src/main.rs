@@ -2,6 +2,7 @@
 //!
 //! Kept light on purpose: it must not compile quiche to start.
 
+mod bench;
 mod demo_proc;
 mod integration;
 
@@ -21,6 +22,8 @@ commands:
           interop cases against qproxy with gtlsclient, aioquic and quinn (h3get); a pass/fail matrix
   chaos [--requests N] [--seed S]
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
+  bench [--rounds N] [--quick] [--haproxy PATH]
+          qproxy, HAProxy (QUIC) and Caddy side by side: req/s, latency, MB/s, CPU and RSS; target/bench
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, the test suite";
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some("chaos") => chaos(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
+        Some("bench") => deps().and_then(|()| bench::bench(&args[1..])),
         Some("ci") => ci(),
         _ => {
             eprintln!("{USAGE}");

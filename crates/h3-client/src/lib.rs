@@ -1,12 +1,13 @@
 //! An HTTP/3 client built from implementations no one here wrote: quinn (QUIC), h3 (HTTP/3) and rustls
 //! (TLS, verifying a given CA). qproxy's interop matrix runs it as `h3get`; the end-to-end tests call
-//! [`run`] directly.
+//! [`run`] directly. [`load`] is the engine of `h3load`, the load generator of `cargo xtask bench`.
 //!
 //! Each connection sends every request concurrently. Options cover the interop runner's client-side
 //! behaviours: ChaCha20 only, a forced key update, session resumption with 0-RTT, and a port change
 //! (NAT rebinding) in the middle of the transfers.
 
 pub mod chaos;
+pub mod load;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
