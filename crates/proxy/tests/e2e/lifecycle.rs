@@ -142,3 +142,56 @@ fn forwardfor_tells_the_backend_who_asked() {
     assert!(head.contains("forwarded: for=127.0.0.1;proto=https;"), "{head}");
     proxy.assert_gauges_return_to_zero();
 }
+
+/// Access lines are buffered and flushed once per loop turn: after a graceful stop every request still
+/// has its line, in the order the requests were answered, and no line is cut.
+#[test]
+fn every_request_has_its_access_line_after_a_graceful_stop() {
+    let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
+    let proxy = Proxy::start(&format!("    server o1 {origin}\n"), "");
+    let paths: Vec<String> = (1..=25).map(|n| format!("/bytes/{n}")).collect();
+    let sections: Vec<Vec<(&str, &str)>> = paths
+        .iter()
+        .map(|p| {
+            vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", "localhost"),
+                (":path", p.as_str()),
+            ]
+        })
+        .collect();
+    let raw = crate::harness::file(
+        &scratch(),
+        "raw.json",
+        serde_json::to_string(&sections).unwrap().as_bytes(),
+    );
+    let ca = proxy.dir.join("ca.pem").display().to_string();
+    let got = crate::harness::aioquic(proxy.port, &["--ca", &ca, "--raw", raw.to_str().unwrap()], &[]);
+    assert!(got.iter().all(|r| r.status == Some(200)), "{got:?}");
+    proxy.signal("TERM");
+    let log_dir = proxy.dir.clone();
+    assert_eq!(proxy.wait(Duration::from_secs(10)), Some(0));
+    let log = std::fs::read_to_string(log_dir.join("qproxy.log")).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" \"GET localhost /bytes/"))
+        .collect();
+    let logged: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l.split(" \"GET localhost ")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(logged, paths, "{log}");
+    assert!(
+        lines.iter().all(|l| l.ends_with(" --")),
+        "every line whole: {lines:?}"
+    );
+}
