@@ -57,15 +57,9 @@ impl Worker {
     /// A server answered 425 (Too Early) to a request marked `Early-Data: 1`: the request goes again,
     /// unmarked, once the client's handshake completed (RFC 8470, 5.2); the 425 never reaches the client.
     pub(super) fn replay_after_handshake(&mut self, ex: usize, now: Instant) {
-        let Some(ActiveExchange {
-            attempt,
-            server,
-            exchange,
-        }) = self.unlink(ex)
-        else {
+        let Some((attempt, server, exchange)) = self.take_back(ex) else {
             return;
         };
-        server.traffic.abandon();
         server.observe(Observed::Fine);
         self.proxy.count_early(EarlyData::Replayed);
         let (sock, forward) = exchange.into_forward();

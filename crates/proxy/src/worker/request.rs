@@ -323,20 +323,26 @@ impl Worker {
     /// The server had closed the reused connection: the request goes again on a new one, to the server
     /// the balancer picks; no retry spent, no error counted against the server.
     fn resend_fresh(&mut self, ex: usize, now: Instant) {
-        let Some(ActiveExchange {
-            attempt,
-            server,
-            exchange,
-        }) = self.unlink(ex)
-        else {
+        let Some((attempt, _, exchange)) = self.take_back(ex) else {
             return;
         };
-        server.traffic.abandon();
         self.proxy.count_pool(PoolEvent::ClosedByServer);
         let (sock, mut forward) = exchange.into_forward();
         drop(sock);
         forward.fresh = true;
         self.dispatch(attempt, forward, now);
+    }
+
+    /// An exchange whose request goes again: out of the tables, and no longer in flight on its server
+    /// (it ends wherever it goes next, counted there).
+    pub(super) fn take_back(&mut self, ex: usize) -> Option<(Attempt, Arc<ServerRuntime>, Exchange)> {
+        let ActiveExchange {
+            attempt,
+            server,
+            exchange,
+        } = self.unlink(ex)?;
+        server.traffic.abandon();
+        Some((attempt, server, exchange))
     }
 
     /// Takes an exchange out of the tables (socket deregistered, stream unlinked).
@@ -355,15 +361,9 @@ impl Worker {
     }
 
     pub(super) fn retry_exchange(&mut self, ex: usize, why: Termination, now: Instant) {
-        let Some(ActiveExchange {
-            mut attempt,
-            server,
-            exchange,
-        }) = self.unlink(ex)
-        else {
+        let Some((mut attempt, server, exchange)) = self.take_back(ex) else {
             return;
         };
-        server.traffic.abandon();
         let outcome = match why {
             Termination::ConnectFailed | Termination::ConnectTimeout => Observed::ConnectError,
             _ => Observed::ResponseError,
