@@ -12,6 +12,16 @@ use crate::telemetry::counters::ProxyCounters;
 use crate::upstream::live::{BackendRuntime, FrontendRuntime};
 use crate::upstream::Termination;
 
+/// The connection a request came on: the client's address, the connection's id and its span.
+pub(crate) struct Origin<'a> {
+    /// The client's address.
+    pub(crate) client: SocketAddr,
+    /// The connection's id (its trace id).
+    pub(crate) conn: Arc<str>,
+    /// The connection's `conn{id}` span.
+    pub(crate) span: &'a tracing::Span,
+}
+
 /// One request being served. Moves with the request (into a queue, an exchange, a retry); dropping it
 /// ends the request.
 #[derive(Debug)]
@@ -31,15 +41,19 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// A request of `client` on connection `conn` (its id and span), stream `stream`, counted on
-    /// `frontend`.
+    /// A request on stream `stream` of the connection `from`, counted on `frontend`.
     pub(crate) fn begin(
         proxy: Arc<ProxyCounters>,
         frontend: Arc<FrontendRuntime>,
-        (client, conn, conn_span): (SocketAddr, Arc<str>, &tracing::Span),
+        from: Origin<'_>,
         stream: u64,
         facts: AccessFacts,
     ) -> Self {
+        let Origin {
+            client,
+            conn,
+            span: conn_span,
+        } = from;
         frontend.traffic.begin();
         let span = tracing::debug_span!(parent: conn_span, "stream", id = stream);
         InFlight {

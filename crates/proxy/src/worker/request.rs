@@ -18,7 +18,7 @@ use crate::frontend::rules::select_backend;
 use crate::telemetry::access_log::AccessFacts;
 use crate::telemetry::counters::EarlyData;
 use crate::telemetry::counters::PoolEvent;
-use crate::telemetry::in_flight::InFlight;
+use crate::telemetry::in_flight::{InFlight, Origin};
 use crate::upstream::balance::{hash_key, Load, Tier};
 use crate::upstream::live::{BackendRuntime, Observed, ServerRuntime};
 use crate::upstream::{
@@ -86,7 +86,11 @@ impl Worker {
         let mut request = InFlight::begin(
             self.proxy.clone(),
             self.runtime.frontends[f].clone(),
-            (slot.peer, slot.trace.clone(), &slot.span),
+            Origin {
+                client: slot.peer,
+                conn: slot.trace.clone(),
+                span: &slot.span,
+            },
             stream,
             facts,
         );
