@@ -41,6 +41,8 @@ pub(super) struct ActiveExchange {
     pub(super) attempt: Attempt,
     pub(super) server: Arc<ServerRuntime>,
     pub(super) exchange: Exchange,
+    /// The backend's `http-reuse` when the exchange started (whether its socket may go back to the pool).
+    pub(super) reuse: Reuse,
 }
 
 impl Worker {
@@ -209,7 +211,8 @@ impl Worker {
     ) {
         let server = self.runtime.backends[b].servers[s].clone();
         let addr = server.addr();
-        let take = match (self.config.backends[b].settings.reuse, forward.first) {
+        let reuse = self.config.backends[b].settings.reuse;
+        let take = match (reuse, forward.first) {
             _ if forward.fresh => Take::Fresh,
             (Reuse::Never, _) | (Reuse::Safe, true) => Take::Fresh,
             (Reuse::Aggressive, true) => Take::Proven,
@@ -244,6 +247,7 @@ impl Worker {
             attempt,
             server,
             exchange,
+            reuse,
         });
         if let Some(slot) = self.slots.slot_mut(conn) {
             slot.exchanges.insert(stream, ex);
@@ -344,6 +348,7 @@ impl Worker {
             attempt,
             server,
             exchange,
+            ..
         } = self.unlink(ex)?;
         server.traffic.abandon();
         Some((attempt, server, exchange))
@@ -397,6 +402,7 @@ impl Worker {
             attempt: _,
             server,
             exchange,
+            reuse,
         }) = self.unlink(ex)
         else {
             return;
@@ -416,11 +422,7 @@ impl Worker {
         let addr = exchange.addr;
         let (mut sock, request) = exchange.into_parts();
         request.finish(why, format!("{}/{}", server.backend, server.name()));
-        let reuse = self
-            .config
-            .backend(&server.backend)
-            .map(|b| self.config.backends[b].settings.reuse);
-        if reusable && self.run == Run::Serving && reuse.is_some_and(|r| r != Reuse::Never) {
+        if reusable && self.run == Run::Serving && reuse != Reuse::Never {
             sock.count_served();
             self.pool
                 .checkin(addr, sock, PoolPolicy::of(&server.config.options), Instant::now());
