@@ -101,7 +101,7 @@ fn serve(slot: &mut ServerConn) -> anyhow::Result<bool> {
         match event {
             Event::Request { stream, .. } => {
                 let head = ResponseHead::new(200).with_header("content-type", "text/plain");
-                conn.send_response(stream, &head, false)?;
+                conn.send_response(stream, head, false)?;
                 conn.send_body(stream, bytes::Bytes::from_static(b"hello from qcc\n"))?;
                 conn.finish(stream, None)?;
             }

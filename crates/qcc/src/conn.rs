@@ -613,7 +613,7 @@ impl Connection {
     }
 
     /// Queues the response head. `end`: no body follows.
-    pub fn send_response(&mut self, stream: u64, head: &ResponseHead, end: bool) -> Result<(), Error> {
+    pub fn send_response(&mut self, stream: u64, head: ResponseHead, end: bool) -> Result<(), Error> {
         self.stream(stream)?.send_head(head, end);
         self.streams.wait.send.insert(stream);
         Ok(())

@@ -30,7 +30,7 @@
 //! conn.handle_datagram(Instant::now(), &mut buf[..len], peer, local)?;
 //! while let Some(event) = conn.poll_event() {
 //!     if let Event::Request { stream, .. } = event {
-//!         conn.send_response(stream, &qcs::ResponseHead::new(204), true)?;
+//!         conn.send_response(stream, qcs::ResponseHead::new(204), true)?;
 //!     }
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())

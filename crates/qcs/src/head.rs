@@ -216,48 +216,18 @@ pub(crate) fn parse_trailers(list: &[Header]) -> Result<Vec<Header>, StreamError
     Ok(list.to_vec())
 }
 
-/// A response's status and fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    /// The status code, 100 to 599.
-    pub status: u16,
-    /// Regular fields. Names are lower-cased and connection-specific fields dropped on the way out.
-    pub headers: Vec<Header>,
+/// May a field named `name` (lower-case) go out on HTTP/3: not a pseudo-header, not connection-specific.
+pub(crate) fn may_go_out(name: &[u8]) -> bool {
+    !(name.starts_with(b":") || CONNECTION_SPECIFIC.contains(&name) || name == b"te")
 }
 
-impl ResponseHead {
-    /// A response with `status` and no field.
-    pub fn new(status: u16) -> Self {
-        ResponseHead {
-            status,
-            headers: Vec::new(),
-        }
-    }
-
-    /// Adds a field.
-    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers.push(Header::new(name.as_bytes(), value.as_ref()));
-        self
-    }
-
-    /// The header section as sent: `:status` first, names lower-case, no connection-specific field.
-    pub(crate) fn to_fields(&self) -> Vec<Header> {
-        let mut out = Vec::with_capacity(self.headers.len() + 1);
-        out.push(Header::new(b":status", self.status.to_string().as_bytes()));
-        out.extend(sanitize(&self.headers));
-        out
-    }
-}
-
-/// Fields as they may go out on HTTP/3: lower-case names, no connection-specific or pseudo field.
+/// Trailer fields as they may go out on HTTP/3: lower-case names, no connection-specific or pseudo field.
 pub(crate) fn sanitize(fields: &[Header]) -> Vec<Header> {
     fields
         .iter()
         .filter_map(|h| {
             let name = h.name().to_ascii_lowercase();
-            let drop =
-                name.starts_with(b":") || CONNECTION_SPECIFIC.contains(&name.as_slice()) || name == b"te";
-            (!drop).then(|| Header::new(&name, h.value()))
+            may_go_out(&name).then(|| Header::new(&name, h.value()))
         })
         .collect()
 }
@@ -405,13 +375,13 @@ mod tests {
     }
 
     #[test]
-    fn response_fields_are_sanitized() {
-        let head = ResponseHead::new(200)
-            .with_header("Content-Type", "text/plain")
-            .with_header("connection", "close");
-        let fields = head.to_fields();
-        assert_eq!(fields.len(), 2);
-        assert_eq!(fields[0].name(), b":status");
-        assert_eq!(fields[1].name(), b"content-type");
+    fn trailers_go_out_lower_case_without_connection_fields() {
+        let out = sanitize(&[
+            Header::new(b"X-Sum", b"1"),
+            Header::new(b"Connection", b"close"),
+            Header::new(b":status", b"200"),
+        ]);
+        let names: Vec<&[u8]> = out.iter().map(|h| h.name()).collect();
+        assert_eq!(names, [&b"x-sum"[..]]);
     }
 }

@@ -39,13 +39,15 @@
 
 mod error;
 mod head;
+mod response;
 mod rx;
 mod state;
 mod stream;
 mod syntax;
 
 pub use error::{codes, StreamError};
-pub use head::{RequestHead, ResponseHead};
+pub use head::RequestHead;
+pub use response::ResponseHead;
 pub use state::State;
 pub use stream::{refuse, BodyRead, Flush, Stream};
 

@@ -61,7 +61,7 @@ pub struct Stream {
     readable_notified: bool,
     // Tx side.
     desc: Option<AttachedDesc>,
-    head_out: Option<Vec<Header>>,
+    head_out: Option<ResponseHead>,
     head_sent: bool,
     trailers_out: Option<Vec<Header>>,
     fin_queued: bool,
@@ -230,12 +230,12 @@ impl Stream {
     }
 
     /// Queues the response head; [`Stream::flush`] sends it. `end` means no body follows.
-    pub fn send_head(&mut self, head: &ResponseHead, end: bool) {
+    pub fn send_head(&mut self, head: ResponseHead, end: bool) {
         debug_assert!(
             !self.head_sent && self.head_out.is_none(),
             "response head sent twice"
         );
-        self.head_out = Some(head.to_fields());
+        self.head_out = Some(head);
         self.fin_queued |= end;
     }
 
@@ -266,7 +266,8 @@ impl Stream {
         }
         if let Some(head) = self.head_out.take() {
             let end = self.fin_queued && self.queued_tx() == 0 && self.trailers_out.is_none();
-            match h3.send_response(conn, self.id, &head, end) {
+            let sent = h3.send_response(conn, self.id, &head.to_refs(), end);
+            match sent {
                 Ok(()) => {
                     self.head_sent = true;
                     if end {

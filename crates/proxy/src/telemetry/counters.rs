@@ -122,15 +122,18 @@ pub(crate) enum PoolEvent {
     Purged,
     /// A reused connection turned out closed by the server; its request went again on a new one.
     ClosedByServer,
+    /// An idle connection the server closed (or that had bytes out of turn) left the pool.
+    ClosedIdle,
 }
 
 impl PoolEvent {
     /// Every event, in counter order.
-    pub(crate) const ALL: [PoolEvent; 4] = [
+    pub(crate) const ALL: [PoolEvent; 5] = [
         PoolEvent::New,
         PoolEvent::Reused,
         PoolEvent::Purged,
         PoolEvent::ClosedByServer,
+        PoolEvent::ClosedIdle,
     ];
 
     /// The label value.
@@ -140,6 +143,7 @@ impl PoolEvent {
             PoolEvent::Reused => "reused",
             PoolEvent::Purged => "purged",
             PoolEvent::ClosedByServer => "closed_by_server",
+            PoolEvent::ClosedIdle => "closed_idle",
         }
     }
 }

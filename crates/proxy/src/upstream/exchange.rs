@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use qcc::{codes, BodyRead, Connection, ResponseHead as H3Response, SendBody};
-use quiche::h3::{Header, NameValue};
+use quiche::h3::NameValue;
 
 use super::h1::{self, BodyFraming, ChunkedDecoder, UploadFraming};
 use super::BackendSocket;
@@ -340,9 +340,9 @@ impl Exchange {
             && (replay.idempotent || !self.wrote)
     }
 
-    /// The socket, for (de)registration.
-    pub(crate) fn socket_mut(&mut self) -> &mut BackendSocket {
-        &mut self.sock
+    /// The socket's descriptor (its event token).
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.sock.fd()
     }
 
     /// Once the exchange is over: the socket (for the pool, or to close) and the request to end.
@@ -549,8 +549,14 @@ impl Exchange {
             let data = if self.head_sent {
                 buf
             } else {
-                self.head_buf.extend_from_slice(&buf);
-                match self.parse_head(conn, now)? {
+                // Most heads come whole in one read: parsed where they were read, no copy.
+                let input = if self.head_buf.is_empty() {
+                    buf
+                } else {
+                    self.head_buf.extend_from_slice(&buf);
+                    Bytes::from(std::mem::take(&mut self.head_buf))
+                };
+                match self.parse_head(conn, now, input)? {
                     Some(rest) => rest,
                     None if self.too_early => return Ok(()),
                     None => continue,
@@ -573,41 +579,44 @@ impl Exchange {
         }
     }
 
-    /// Parses the response head once complete; returns the body bytes that followed it.
-    fn parse_head(&mut self, conn: &mut Connection, now: Instant) -> Result<Option<Bytes>, Termination> {
+    /// Parses the response head from `input` once complete and returns the body bytes that followed
+    /// it; an incomplete head waits in `head_buf` for more.
+    fn parse_head(
+        &mut self,
+        conn: &mut Connection,
+        now: Instant,
+        mut input: Bytes,
+    ) -> Result<Option<Bytes>, Termination> {
         loop {
-            let parsed = h1::parse_response(&self.head_buf, &self.request.facts.method).map_err(|e| {
+            let parsed = h1::parse_response(&input, &self.request.facts.method).map_err(|e| {
                 tracing::debug!(stream = self.stream, error = %e, "bad backend response");
                 Termination::BadResponse
             })?;
             let Some((head, len)) = parsed else {
+                self.head_buf = input.to_vec();
                 return Ok(None);
             };
-            let rest = self.head_buf.split_off(len);
-            self.head_buf = rest;
-            if head.status < 200 {
+            let _ = input.split_to(len);
+            let status = head.head.status();
+            if status < 200 {
                 continue; // Interim response (100 Continue): not forwarded.
             }
             // RFC 8470, 5.2: a 425 to a request the proxy itself marked `Early-Data: 1` is not the
             // client's to see; the request goes again after the handshake, if no body was consumed.
             let marked = self.replay.as_ref().is_some_and(|r| r.early_data);
-            if head.status == 425 && marked && self.request.facts.bytes_in == 0 {
+            if status == 425 && marked && self.request.facts.bytes_in == 0 {
                 self.too_early = true;
                 return Ok(None);
             }
-            let mut out = H3Response {
-                status: head.status,
-                headers: head.headers,
-            };
+            let mut out = head.head;
             for (name, value) in self.set_headers.iter() {
-                out.headers.retain(|h| h.name() != name.as_bytes());
-                out.headers.push(Header::new(name.as_bytes(), value.as_bytes()));
+                out.set(name.as_bytes(), value.as_bytes());
             }
             let end = head.framing == BodyFraming::Empty;
-            conn.send_response(self.stream, &out, end)
+            conn.send_response(self.stream, out, end)
                 .map_err(|_| Termination::ClientAborted)?;
             self.head_sent = true;
-            self.request.facts.status = Some(head.status);
+            self.request.facts.status = Some(status);
             self.request.facts.head_at = Some(now);
             self.framing = head.framing;
             self.keep_alive = head.keep_alive;
@@ -619,7 +628,7 @@ impl Exchange {
                 }
                 BodyFraming::Chunked | BodyFraming::UntilClose => {}
             }
-            return Ok(Some(Bytes::from(std::mem::take(&mut self.head_buf))));
+            return Ok(Some(input));
         }
     }
 
@@ -703,7 +712,7 @@ pub(crate) fn respond_error(conn: &mut Connection, stream: u64, status: u16) {
         .with_header("content-type", "text/plain")
         .with_header("content-length", body.len().to_string())
         .with_header("cache-control", "no-cache");
-    if conn.send_response(stream, &head, false).is_ok() {
+    if conn.send_response(stream, head, false).is_ok() {
         let _ = conn.send_body(stream, Bytes::from(body));
         let _ = conn.finish(stream, None);
     }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use qcc::RequestHead;
+use qcc::{RequestHead, ResponseHead as H3Response};
 use quiche::h3::{Header, NameValue};
 
 /// Header fields that belong to one HTTP/1.1 hop and never cross the proxy (RFC 9110, 7.6.1).
@@ -140,10 +140,8 @@ pub(crate) enum BodyFraming {
 /// A parsed response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResponseHead {
-    /// Status code.
-    pub(crate) status: u16,
-    /// Fields for the HTTP/3 client: names lower-case, hop-by-hop fields removed.
-    pub(crate) headers: Vec<Header>,
+    /// Status and fields for the HTTP/3 client: names lower-case, hop-by-hop fields removed.
+    pub(crate) head: H3Response,
     /// Body framing.
     pub(crate) framing: BodyFraming,
     /// The server allows the connection to be reused.
@@ -190,41 +188,45 @@ pub(crate) fn parse_response(
         ));
     }
     let http10 = resp.version == Some(0);
-    let mut connection_tokens: Vec<String> = Vec::new();
+    // The `connection` options, scanned again where needed rather than collected (no allocation).
+    let fields = &*resp.headers;
+    let options = || {
+        fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|f| std::str::from_utf8(f.value).unwrap_or("").split(','))
+            .map(str::trim)
+    };
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
-    for f in resp.headers.iter() {
-        let name = f.name.to_ascii_lowercase();
+    for f in fields {
         let value = std::str::from_utf8(f.value).unwrap_or("").trim();
-        match name.as_str() {
-            "connection" => connection_tokens.extend(value.split(',').map(|t| t.trim().to_ascii_lowercase())),
-            "content-length" => {
-                let n = value
-                    .parse::<u64>()
-                    .map_err(|_| ResponseError::Malformed(format!("content-length '{value}'")))?;
-                if content_length.is_some_and(|prev| prev != n) {
-                    return Err(ResponseError::Malformed("conflicting content-length".into()));
-                }
-                content_length = Some(n);
+        if f.name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| ResponseError::Malformed(format!("content-length '{value}'")))?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(ResponseError::Malformed("conflicting content-length".into()));
             }
-            "transfer-encoding" => {
-                let last = value.rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
-                if last != "chunked" {
-                    return Err(ResponseError::Malformed(format!("transfer-encoding '{value}'")));
-                }
-                chunked = true;
+            content_length = Some(n);
+        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            if !last.eq_ignore_ascii_case("chunked") {
+                return Err(ResponseError::Malformed(format!("transfer-encoding '{value}'")));
             }
-            _ => {}
+            chunked = true;
         }
     }
-    let mut headers = Vec::with_capacity(resp.headers.len());
-    for f in resp.headers.iter() {
-        let name = f.name.to_ascii_lowercase();
-        let hop = HOP_BY_HOP.contains(&name.as_str()) && name != "host";
-        if hop || connection_tokens.contains(&name) {
+    let bytes = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
+    let mut head = H3Response::with_capacity(status, fields.len(), bytes);
+    for f in fields {
+        // `host` is hop-by-hop for requests only.
+        let hop =
+            HOP_BY_HOP.iter().any(|h| f.name.eq_ignore_ascii_case(h)) && !f.name.eq_ignore_ascii_case("host");
+        if hop || options().any(|t| t.eq_ignore_ascii_case(f.name)) {
             continue;
         }
-        headers.push(Header::new(name.as_bytes(), f.value));
+        head.push(f.name.as_bytes(), f.value);
     }
     let no_body = request_method == "HEAD" || status < 200 || status == 204 || status == 304;
     let framing = if no_body {
@@ -236,13 +238,12 @@ pub(crate) fn parse_response(
     } else {
         BodyFraming::UntilClose
     };
-    let keep_alive = !connection_tokens.iter().any(|t| t == "close")
-        && (!http10 || connection_tokens.iter().any(|t| t == "keep-alive"))
+    let keep_alive = !options().any(|t| t.eq_ignore_ascii_case("close"))
+        && (!http10 || options().any(|t| t.eq_ignore_ascii_case("keep-alive")))
         && framing != BodyFraming::UntilClose;
     Ok(Some((
         ResponseHead {
-            status,
-            headers,
+            head,
             framing,
             keep_alive,
         },
@@ -451,10 +452,10 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nServer: t\r\n\r\nhello";
         let (h, len) = parse_response(raw, "GET").unwrap().unwrap();
         assert_eq!(len, raw.len() - 5);
-        assert_eq!(h.status, 200);
+        assert_eq!(h.head.status(), 200);
         assert_eq!(h.framing, BodyFraming::Length(5));
         assert!(h.keep_alive);
-        let names: Vec<&[u8]> = h.headers.iter().map(|h| h.name()).collect();
+        let names: Vec<&[u8]> = h.head.fields().map(|(name, _)| name).collect();
         assert_eq!(names, vec![&b"content-length"[..], b"server"]);
         assert_eq!(
             parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", "GET").unwrap(),

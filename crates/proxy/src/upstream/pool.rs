@@ -47,7 +47,7 @@ struct ServerPool {
     next_purge: Option<Instant>,
 }
 
-/// Idle, connected backend sockets, deregistered from the event loop.
+/// Idle, connected backend sockets (still registered with the event loop: a close wakes [`Pool::on_event`]).
 pub(crate) struct Pool {
     servers: HashMap<SocketAddr, ServerPool>,
     counters: Arc<ProxyCounters>,
@@ -69,9 +69,11 @@ impl Pool {
             .store(idle as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A live idle connection to `addr` that `take` allows, newest first. Sockets the server closed
-    /// meanwhile are dropped on the way.
-    pub(crate) fn checkout(&mut self, addr: SocketAddr, take: Take) -> Option<BackendSocket> {
+    /// An idle connection to `addr` that `take` allows, newest first. With `verify`, each is first
+    /// checked for a close from the server that the event loop has not shown yet (a `peek`, one syscall);
+    /// without, a request that finds its connection closed goes again on a new one
+    /// ([`crate::upstream::Step::ClosedAtReuse`]), which only requests that may be sent twice can.
+    pub(crate) fn checkout(&mut self, addr: SocketAddr, take: Take, verify: bool) -> Option<BackendSocket> {
         if take == Take::Fresh {
             return None;
         }
@@ -84,20 +86,37 @@ impl Pool {
                 continue;
             }
             let sock = server.idle.remove(i);
-            let mut probe = [0u8; 1];
-            // WouldBlock: alive and quiet. 0: the server closed it. Data: out of protocol; drop it.
-            if let Err(e) = sock.stream().peek(&mut probe) {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    found = Some(sock);
-                    break;
-                }
+            if !verify || is_quiet(&sock) {
+                found = Some(sock);
+                break;
             }
+            self.counters.count_pool(PoolEvent::ClosedIdle);
         }
         if found.is_some() {
             self.counters.count_pool(PoolEvent::Reused);
         }
         self.publish();
         found
+    }
+
+    /// An event on the idle socket `fd`: the server closed it or sent bytes out of turn, or the event
+    /// is stale (the socket went idle after it was queued). Unless it is still quiet, it is closed.
+    pub(crate) fn on_event(&mut self, fd: std::os::fd::RawFd) {
+        let mut closed = false;
+        for server in self.servers.values_mut() {
+            if let Some(i) = server.idle.iter().position(|s| s.fd() == fd) {
+                if !is_quiet(&server.idle[i]) {
+                    server.idle.remove(i);
+                    closed = true;
+                }
+                break;
+            }
+        }
+        if closed {
+            self.counters.count_pool(PoolEvent::ClosedIdle);
+            self.servers.retain(|_, s| !s.idle.is_empty());
+            self.publish();
+        }
     }
 
     /// Keeps a connection that finished a request, unless the server's pool is full.
@@ -151,4 +170,11 @@ impl Pool {
         self.servers.clear();
         self.publish();
     }
+}
+
+/// An open connection with nothing to read: `peek` would block (0 is the server's close, data is out of
+/// protocol).
+fn is_quiet(sock: &BackendSocket) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(sock.stream().peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

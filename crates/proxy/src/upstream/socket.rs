@@ -1,5 +1,6 @@
 //! A backend TCP socket, counted while open.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -34,6 +35,11 @@ impl BackendSocket {
     /// One more request completed on it.
     pub(crate) fn count_served(&mut self) {
         self.served += 1;
+    }
+
+    /// Its descriptor: the worker's token for it while it is open.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
     }
 
     /// The stream.

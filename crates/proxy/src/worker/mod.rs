@@ -1,6 +1,7 @@
 //! One worker: a mio event loop that owns its UDP sockets, its connections and their backend exchanges.
 //!
-//! Tokens: listener sockets are `0..n`, signals [`SIGNALS`], backend sockets `EXCHANGE_BASE + index`.
+//! Tokens: listener sockets are `0..n`, signals [`SIGNALS`], backend sockets `SOCKET_BASE + descriptor`
+//! ([`sockets`]: registered once, whoever has them).
 //! Connections have no token: all their datagrams arrive on a listener socket and are routed by
 //! destination CID ([`qcc::route::CidRouter`]). Each turn: drain every ready socket until `WouldBlock`,
 //! fire due timers, then process every connection marked dirty (events, then transmit), then collect
@@ -14,6 +15,7 @@ mod lifecycle;
 mod listener;
 mod queue;
 mod request;
+mod sockets;
 mod udp;
 
 use std::io::ErrorKind;
@@ -45,12 +47,11 @@ use early::AwaitingHandshake;
 use listener::{tls_config, udp_socket, Listener};
 use queue::Queues;
 use request::ActiveExchange;
+use sockets::{SocketOwners, SOCKET_BASE};
 use udp::{RxBufs, UdpIo, MAX_BATCH_BYTES, MAX_DATAGRAM};
 
 /// The signals token.
 const SIGNALS: Token = Token(1 << 20);
-/// Backend socket tokens start here.
-const EXCHANGE_BASE: usize = 1 << 21;
 /// Length of the connection IDs we issue (short headers carry no length).
 const CID_LEN: usize = 16;
 /// UDP socket buffer size asked for (the kernel may cap it at net.core.rmem_max / wmem_max).
@@ -84,6 +85,8 @@ pub(crate) struct Worker {
     slots: Slots,
     router: CidRouter<usize>,
     exchanges: Slab<ActiveExchange>,
+    /// Who has each backend socket (registered once, under its descriptor).
+    owners: SocketOwners,
     queues: Queues,
     pool: Pool,
     config: Arc<Config>,
@@ -155,6 +158,7 @@ impl Worker {
             slots: Slots::default(),
             router: CidRouter::new(CID_LEN),
             exchanges: Slab::new(),
+            owners: SocketOwners::default(),
             queues: Queues::new(),
             pool: Pool::new(proxy.clone()),
             config,
@@ -203,7 +207,7 @@ impl Worker {
                             return Ok(exit);
                         }
                     }
-                    Token(t) if t >= EXCHANGE_BASE => self.progress_exchange(t - EXCHANGE_BASE),
+                    Token(t) if t >= SOCKET_BASE => self.on_backend_event(t - SOCKET_BASE),
                     Token(i) => self.read_listener(i),
                 }
             }

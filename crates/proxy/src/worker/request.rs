@@ -3,6 +3,7 @@
 //! their accounting (every `begin` on a frontend, backend or server has exactly one `end`).
 
 use super::queue::Queued;
+use super::sockets::Owner;
 use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use mio::net::TcpStream;
+use std::os::fd::RawFd;
+
 use mio::{Interest, Token};
 use qcc::RequestHead;
 
@@ -218,12 +221,21 @@ impl Worker {
             (Reuse::Aggressive, true) => Take::Proven,
             _ => Take::Any,
         };
-        let (sock, connected) = match self.pool.checkout(addr, take) {
+        // A request that may not go twice checks that its idle connection is still open; the others
+        // go again on a new one if it turns out closed (Step::ClosedAtReuse).
+        let verify = !forward.idempotent;
+        let (sock, connected) = match self.pool.checkout(addr, take, verify) {
             Some(sock) => (sock, true),
             None => match TcpStream::connect(addr) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    (BackendSocket::new(stream, self.proxy.clone()), false)
+                    let mut sock = BackendSocket::new(stream, self.proxy.clone());
+                    let token = Token(SOCKET_BASE + sock.fd() as usize);
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self.poll.registry().register(sock.stream_mut(), token, interest) {
+                        tracing::warn!(error = %e, "registering a backend socket failed");
+                    }
+                    (sock, false)
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "backend connect failed");
@@ -242,6 +254,7 @@ impl Worker {
         server.traffic.begin();
         let stream = forward.stream;
         let conn = attempt.conn;
+        let fd = sock.fd();
         let exchange = Exchange::new(forward, s, addr, sock, connected, now);
         let ex = self.exchanges.insert(ActiveExchange {
             attempt,
@@ -249,20 +262,30 @@ impl Worker {
             exchange,
             reuse,
         });
+        self.owners.set(fd, Owner::Exchange(ex));
         if let Some(slot) = self.slots.slot_mut(conn) {
             slot.exchanges.insert(stream, ex);
         }
         self.proxy.exchanges.fetch_add(1, Relaxed);
-        let registry = self.poll.registry();
-        let sock = self.exchanges[ex].exchange.socket_mut().stream_mut();
-        if let Err(e) = registry.register(
-            sock,
-            Token(EXCHANGE_BASE + ex),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            tracing::warn!(error = %e, "registering a backend socket failed");
-        }
         self.progress_exchange(ex);
+    }
+
+    /// An event on the backend socket `fd`, for whoever has it now.
+    pub(super) fn on_backend_event(&mut self, fd: usize) {
+        match self.owners.get(fd) {
+            Owner::Exchange(ex) => {
+                // A stale event (queued before the socket changed hands) may name a reused index.
+                let current = self
+                    .exchanges
+                    .get(ex)
+                    .is_some_and(|r| r.exchange.fd() as usize == fd);
+                if current {
+                    self.progress_exchange(ex);
+                }
+            }
+            Owner::Pool => self.pool.on_event(fd as RawFd),
+            Owner::None => {}
+        }
     }
 
     /// Counts a retry and sends the request again.
@@ -356,12 +379,10 @@ impl Worker {
 
     /// Takes an exchange out of the tables (socket deregistered, stream unlinked).
     pub(super) fn unlink(&mut self, ex: usize) -> Option<ActiveExchange> {
-        let mut running = self.exchanges.try_remove(ex)?;
+        let running = self.exchanges.try_remove(ex)?;
         self.proxy.exchanges.fetch_sub(1, Relaxed);
-        let _ = self
-            .poll
-            .registry()
-            .deregister(running.exchange.socket_mut().stream_mut());
+        // The socket stays registered: it goes to the pool, or closing it leaves epoll.
+        self.owners.set(running.exchange.fd(), Owner::None);
         let key = running.attempt.conn;
         if let Some(slot) = self.slots.slot_mut(key) {
             slot.exchanges.remove(&running.exchange.stream);
@@ -424,6 +445,7 @@ impl Worker {
         request.finish(why, format!("{}/{}", server.backend, server.name()));
         if reusable && self.run == Run::Serving && reuse != Reuse::Never {
             sock.count_served();
+            self.owners.set(sock.fd(), Owner::Pool);
             self.pool
                 .checkin(addr, sock, PoolPolicy::of(&server.config.options), Instant::now());
         }

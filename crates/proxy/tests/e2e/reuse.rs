@@ -29,6 +29,19 @@ fn answers_once_then_closes(mut s: TcpStream) {
     }
 }
 
+/// Answers each request, and closes a connection that stays idle for 200 ms (nginx's
+/// `keepalive_timeout`, shortened).
+fn closes_when_idle(mut s: TcpStream) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    while read_head(&mut s).is_some() {
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// Keep-alive answers to every request, forever.
 fn keeps_alive(mut s: TcpStream) {
     while read_head(&mut s).is_some() {
@@ -136,4 +149,31 @@ fn reuse_modes_and_the_purge() {
         (3, 0)
     );
     never.assert_gauges_return_to_zero();
+}
+
+#[test]
+fn an_idle_connection_the_server_closes_leaves_the_pool_at_once() {
+    let addr = origin(closes_when_idle);
+    let proxy = Proxy::start(
+        &format!("    retries 0\n    server o1 {addr} pool-purge-delay 60s\n"),
+        "",
+    );
+    let got = in_turn(&proxy, &[("GET", "/1"), ("GET", "/2")]);
+    assert!(got.iter().all(|r| r.status == Some(200)), "{got:?}");
+    // No request comes: only the socket's own event can tell the pool the server closed it.
+    let start = Instant::now();
+    while proxy.metrics()["qproxy_backend_sockets{state=\"idle\"}"] != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the pool kept a connection the server closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pool_events(&proxy, "closed_idle") >= 1);
+    // A POST then goes on a new connection, not on the closed one.
+    let opened = pool_events(&proxy, "new");
+    let got = in_turn(&proxy, &[("POST", "/3")]);
+    assert_eq!(got[0].status, Some(200), "{got:?}");
+    assert_eq!(pool_events(&proxy, "new"), opened + 1);
+    proxy.assert_gauges_return_to_zero();
 }

@@ -248,11 +248,9 @@ impl App {
                 match &kind {
                     Kind::Bytes { total, .. } => {
                         let head = ResponseHead::new(200).with_header("content-length", total.to_string());
-                        conn.send_response(stream, &head, false).unwrap();
+                        conn.send_response(stream, head, false).unwrap();
                     }
-                    Kind::Echo => conn
-                        .send_response(stream, &ResponseHead::new(200), false)
-                        .unwrap(),
+                    Kind::Echo => conn.send_response(stream, ResponseHead::new(200), false).unwrap(),
                     Kind::Sink | Kind::Hold | Kind::Stall => {}
                 }
                 let st = AppStream {
@@ -321,7 +319,7 @@ impl App {
                     st.request_ended = true;
                     if matches!(st.kind, Kind::Sink) {
                         let head = ResponseHead::new(200);
-                        if conn.send_response(stream, &head, false).is_err() {
+                        if conn.send_response(stream, head, false).is_err() {
                             return;
                         }
                         st.echo.push_back(Bytes::from(st.received.to_string()));
