@@ -4,6 +4,7 @@
 //! with timings in milliseconds from the request head: Tc until the backend connection was up, Tr until
 //! the response head, Tt until the end; -1 for a step never reached.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// What the access line reports about a request.
@@ -35,7 +36,7 @@ fn ms(from: Instant, to: Option<Instant>) -> i64 {
 
 /// Writes one access line (tracing target `qproxy::access`, level info).
 pub(crate) fn log(
-    client: &str,
+    client: SocketAddr,
     conn: &str,
     stream: u64,
     info: &AccessFacts,
@@ -43,7 +44,8 @@ pub(crate) fn log(
     termination: &str,
     now: Instant,
 ) {
-    let status = info.status.map_or("-".to_string(), |s| s.to_string());
+    // Formatted by the macro only when the line is enabled: nothing is built with the log off.
+    let status = Status(info.status);
     tracing::info!(
         target: super::log_buffer::ACCESS_TARGET,
         "{client} {conn} {stream} \"{} {} {}\" {status} {} {} {server} {}/{}/{} {termination}",
@@ -56,4 +58,16 @@ pub(crate) fn log(
         ms(info.started, info.head_at),
         ms(info.started, Some(now)),
     );
+}
+
+/// A status, or `-` when none was sent.
+struct Status(Option<u16>);
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "{s}"),
+            None => f.write_str("-"),
+        }
+    }
 }

@@ -37,7 +37,7 @@ pub(crate) struct InFlight {
     /// What the access line reports; the exchange keeps it up to date.
     pub(crate) facts: AccessFacts,
     /// How it ended, and where (`backend/server`, the backend, or `-`); until set, a client abort.
-    end: Option<(Termination, String)>,
+    end: Option<(Termination, Arc<str>)>,
 }
 
 impl InFlight {
@@ -76,9 +76,9 @@ impl InFlight {
         self.backend = Some(backend);
     }
 
-    /// Ends the request: `why`, at `server`.
-    pub(crate) fn finish(mut self, why: Termination, server: String) {
-        self.end = Some((why, server));
+    /// Ends the request: `why`, at `at` (`backend/server`, the backend, or `-`).
+    pub(crate) fn finish(mut self, why: Termination, at: Arc<str>) {
+        self.end = Some((why, at));
     }
 }
 
@@ -93,19 +93,19 @@ impl Drop for InFlight {
             backend.traffic.end(f.status, bytes, response_time);
         }
         self.proxy.count_request(f.status, f.bytes_in, f.bytes_out);
-        let (why, server) = match self.end.take() {
-            Some((why, server)) => (why, server),
+        let (why, at) = match &self.end {
+            Some((why, at)) => (*why, &**at),
             None => (
                 Termination::ClientAborted,
-                self.backend.as_ref().map_or("-".to_string(), |b| b.name.clone()),
+                self.backend.as_ref().map_or("-", |b| b.name.as_str()),
             ),
         };
         access_log::log(
-            &self.client.to_string(),
+            self.client,
             &self.conn,
             self.stream,
             f,
-            &server,
+            at,
             why.code(),
             Instant::now(),
         );

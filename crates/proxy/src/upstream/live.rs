@@ -35,6 +35,8 @@ pub(crate) struct ServerRuntime {
     pub(crate) backend: String,
     /// Its configuration.
     pub(crate) config: Server,
+    /// `backend/server`, as the access log names it.
+    pub(crate) label: Arc<str>,
     up: AtomicBool,
     streaks: Mutex<Streaks>,
     /// Its requests.
@@ -64,6 +66,7 @@ impl ServerRuntime {
     fn new(backend: &str, config: Server) -> Self {
         ServerRuntime {
             backend: backend.to_string(),
+            label: format!("{backend}/{}", config.name).into(),
             config,
             up: AtomicBool::new(true),
             streaks: Mutex::new(Streaks::default()),

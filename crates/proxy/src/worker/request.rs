@@ -442,7 +442,7 @@ impl Worker {
             .end(facts.status, (facts.bytes_in, facts.bytes_out), response_time);
         let addr = exchange.addr;
         let (mut sock, request) = exchange.into_parts();
-        request.finish(why, format!("{}/{}", server.backend, server.name()));
+        request.finish(why, server.label.clone());
         if reusable && self.run == Run::Serving && reuse != Reuse::Never {
             sock.count_served();
             self.owners.set(sock.fd(), Owner::Pool);
@@ -464,18 +464,15 @@ impl Worker {
         if why != Termination::ClientAborted {
             self.respond_error(attempt.conn, forward.stream, why.status(), &mut request);
         }
-        let name = server.map_or_else(
-            || attempt.backend.name.clone(),
-            |s| format!("{}/{}", s.backend, s.name()),
-        );
-        request.finish(why, name);
+        let at = server.map_or_else(|| Arc::from(attempt.backend.name.as_str()), |s| s.label.clone());
+        request.finish(why, at);
     }
 
     /// Answers 503 to a request no backend rule matched, and ends it.
     pub(super) fn answer_without_backend(&mut self, conn: ConnHandle, stream: u64, mut request: InFlight) {
         let why = Termination::ConnectFailed;
         self.respond_error(conn, stream, why.status(), &mut request);
-        request.finish(why, "-".into());
+        request.finish(why, Arc::from("-"));
     }
 
     /// Sends an error status on a live connection's stream, as the request's status.
