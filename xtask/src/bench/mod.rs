@@ -28,12 +28,22 @@ use clients::{release_bin, Target};
 use configs::Wiring;
 use report::{Report, Run};
 
-pub(crate) const USAGE: &str = "usage: cargo xtask bench [--rounds N] [--quick] [--haproxy PATH]";
+pub(crate) const USAGE: &str =
+    "usage: cargo xtask bench [--rounds N] [--quick] [--haproxy PATH] [--cases KEY,..] [--peers NAME,..]";
 
 struct Args {
     rounds: usize,
     quick: bool,
     haproxy: Option<PathBuf>,
+    /// Only these cases (their keys), when given.
+    cases: Option<Vec<String>>,
+    /// Only these peers (qproxy, haproxy, caddy), when given.
+    peers: Option<Vec<String>>,
+}
+
+fn list(value: Option<&String>, flag: &str) -> Result<Vec<String>> {
+    let value = value.with_context(|| format!("{flag} needs a comma-separated list"))?;
+    Ok(value.split(',').map(str::to_string).collect())
 }
 
 fn parse(args: &[String]) -> Result<Args> {
@@ -41,6 +51,8 @@ fn parse(args: &[String]) -> Result<Args> {
         rounds: 3,
         quick: false,
         haproxy: None,
+        cases: None,
+        peers: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -54,6 +66,15 @@ fn parse(args: &[String]) -> Result<Args> {
                     .context("--rounds needs a number from 1 to 100")?
             }
             "--haproxy" => parsed.haproxy = Some(it.next().context("--haproxy needs a path")?.into()),
+            "--cases" => {
+                let keys = list(it.next(), "--cases")?;
+                if let Some(bad) = keys.iter().find(|k| !CASES.iter().any(|c| c.key == k.as_str())) {
+                    let known: Vec<_> = CASES.iter().map(|c| c.key).collect();
+                    bail!("no bench case {bad}; the cases are {}", known.join(", "));
+                }
+                parsed.cases = Some(keys);
+            }
+            "--peers" => parsed.peers = Some(list(it.next(), "--peers")?),
             other => bail!("unknown bench option {other}; {USAGE}"),
         }
     }
@@ -211,7 +232,10 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         ticks: procfs::ticks_per_second(),
         dir,
     };
-    let (peers, skipped) = peers::find(root, args.haproxy.as_deref());
+    let (mut peers, skipped) = peers::find(root, args.haproxy.as_deref());
+    if let Some(only) = &args.peers {
+        peers.retain(|p| only.iter().any(|n| n == p.kind.name()));
+    }
     notes.extend(skipped);
     let gtls = clients::have_gtls();
     if !gtls {
@@ -220,7 +244,15 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     for note in &notes {
         eprintln!("bench: {note}");
     }
-    let cases: Vec<_> = CASES.iter().filter(|c| gtls || !c.needs_gtls).collect();
+    let cases: Vec<_> = CASES
+        .iter()
+        .filter(|c| gtls || !c.needs_gtls)
+        .filter(|c| {
+            args.cases
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|k| k == c.key))
+        })
+        .collect();
     let total = args.rounds * cases.len() * peers.len();
     eprintln!(
         "bench: {} on origin {} ({}), {} rounds, {total} runs",

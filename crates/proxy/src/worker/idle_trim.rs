@@ -1,11 +1,12 @@
 //! Giving freed memory back to the system when a worker goes idle.
 //!
-//! glibc's allocator keeps what a burst of traffic freed: its mmap threshold rises after large buffers
-//! are freed, so later ones come from the heap, and free pages in the middle of a heap are never
-//! returned on their own. A proxy that served a burst then sits on tens of megabytes it no longer
-//! uses. `malloc_trim(0)` returns every whole free page of every arena. Like HAProxy (which trims when
-//! it flushes its pools, unless `no-memory-trimming`), a worker calls it once after its last connection
-//! and exchange have ended, at most once a second.
+//! The binary's allocator is jemalloc (`src/main.rs`); BoringSSL inside quiche allocates with glibc's
+//! malloc. Both keep what a burst of traffic freed: jemalloc returns dirty pages only after its decay
+//! time (10 s), and glibc never returns free pages in the middle of a heap on its own. A proxy that
+//! served a burst then sits on tens of megabytes it no longer uses. Like HAProxy (which trims when it
+//! flushes its pools, unless `no-memory-trimming`), a worker gives both back once its last connection
+//! and exchange have ended, at most once a second: jemalloc's `arena.<all>.purge`, then glibc's
+//! `malloc_trim(0)`.
 
 use std::time::{Duration, Instant};
 
@@ -49,19 +50,28 @@ impl IdleTrim {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn release_free_pages() {
+    /// `MALLCTL_ARENAS_ALL`: the arena index that means every arena.
+    const ALL_ARENAS_PURGE: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a void mallctl takes no input and gives no output (null pointers, zero length); it only
+    // touches jemalloc's own state, under its locks, and may be called from any thread.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            ALL_ARENAS_PURGE.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes a plain integer and only touches the allocator's own state, under
     // its arena locks; it is safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
     }
 }
-
-/// Other allocators (musl, the BSDs', macOS') return memory on their own.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_pages() {}
 
 #[cfg(test)]
 mod tests {
