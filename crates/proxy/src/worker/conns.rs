@@ -159,21 +159,27 @@ impl Worker {
         self.after_handshake(index, now);
     }
 
-    /// `Connection::release`, the only way a connection ends; its exchanges are dropped first.
+    /// `Connection::release`, the only way a connection ends. Its requests that wait (for the handshake,
+    /// in a backend queue) go first: ending an exchange frees a server slot and drains the queue, which
+    /// must not find a request of this connection there to start. Then its exchanges end, then the
+    /// connection is released.
     pub(super) fn release(&mut self, index: usize, now: Instant) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
-        let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
         let key = ConnHandle {
             index,
             serial: slot.serial,
         };
         self.drop_awaiting(index, None);
+        self.unqueue(key, None);
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let exchanges: Vec<usize> = slot.exchanges.values().copied().collect();
         for ex in exchanges {
             self.end_exchange(ex, Termination::ClientAborted, false);
         }
-        self.unqueue(key, None);
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };

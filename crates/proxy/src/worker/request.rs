@@ -333,6 +333,9 @@ impl Worker {
             return;
         };
         let ServerConn::Live(conn) = &mut slot.conn else {
+            // Its connection is closing: nobody waits for the answer. Skipping it would leave a past
+            // deadline behind, and the loop would spin on it.
+            self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
         let step = running.exchange.on_timeout(conn);

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{gtlsclient, origin, read_head, scratch, Proxy};
+use crate::harness::{aioquic, gtlsclient, origin, read_head, scratch, Proxy};
+use crate::origins::counting;
 
 #[test]
 fn config_check_reports_file_line_and_expectation() {
@@ -194,4 +195,57 @@ fn every_request_has_its_access_line_after_a_graceful_stop() {
         lines.iter().all(|l| l.ends_with(" --")),
         "every line whole: {lines:?}"
     );
+}
+
+/// CPU ticks (utime + stime) of a process.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_queued_request_of_a_closed_connection_never_reaches_the_server() {
+    // maxconn 1: the first request holds the server for 1.5 s, the second waits in the queue; the
+    // client leaves after 150 ms. Releasing its connection ends the first exchange, which frees the
+    // server slot: the queued request must be gone by then, not started for a client that left.
+    let origin = counting("held", Duration::from_millis(1500));
+    let proxy = Proxy::start(
+        &format!(
+            "    retries 0\n    timeout server 400ms\n    server s {} maxconn 1\n",
+            origin.addr
+        ),
+        "",
+    );
+    let ca = proxy.dir.join("ca.pem").display().to_string();
+    let got = aioquic(
+        proxy.port,
+        &["--ca", &ca, "--timeout", "0.15"],
+        &[proxy.url("/first"), proxy.url("/second")],
+    );
+    assert!(
+        got.iter().all(|r| r.status.is_none()),
+        "the client left before any answer: {got:?}"
+    );
+    // A started exchange whose connection is gone used to be skipped by its timer: the loop spun with a
+    // zero timeout from its deadline (400 ms) until the server answered.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(proxy.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(proxy.pid()) - before;
+    assert!(spent < 30, "the idle proxy used {spent} CPU ticks in one second");
+    let start = std::time::Instant::now();
+    while origin.served() < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the first request never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(origin.peak(), 1, "the queued request reached the server too");
+    assert_eq!(origin.paths(), vec!["/first".to_string()]);
+    proxy.assert_gauges_return_to_zero();
 }
