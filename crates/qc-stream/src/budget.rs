@@ -84,7 +84,7 @@ impl TxBudget {
         loop {
             if cur != 0 && cur + len > inner.limit {
                 inner.wanted.store(true, Relaxed);
-                inner.counters.tx_budget_waits.fetch_add(1, Relaxed);
+                inner.counters.count_budget_wait();
                 return false;
             }
             match inner
@@ -95,7 +95,7 @@ impl TxBudget {
                 Err(now) => cur = now,
             }
         }
-        inner.counters.tx_budget_bytes.fetch_add(len as u64, Relaxed);
+        inner.counters.charge_budget(len);
         true
     }
 
@@ -103,7 +103,7 @@ impl TxBudget {
     pub(crate) fn refund(&self, len: usize) {
         let inner = &self.0;
         inner.in_use.fetch_sub(len, Relaxed);
-        inner.counters.tx_budget_bytes.fetch_sub(len as u64, Relaxed);
+        inner.counters.refund_budget(len);
         if inner.wanted.swap(false, Relaxed) {
             self.notify_room();
         }

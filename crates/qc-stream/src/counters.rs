@@ -1,38 +1,78 @@
 //! Release counters shared by every layer.
 //!
 //! They live in the lowest crate so that each layer can count its own objects without depending upward;
-//! the connection layer re-exports them and the binary exports a [`Snapshot`].
+//! the connection layer re-exports them and the binary exports a [`Snapshot`]. Nothing outside writes a
+//! field: a live object holds a [`Live`] token from [`Counters::count`], whose drop is the only release
+//! its gauge sees, so an object is released exactly once by construction; the other counters move
+//! through one method each.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// A live-object gauge: how many were created and how many released; live is the difference.
 #[derive(Debug, Default)]
-pub struct Gauge {
+struct Gauge {
     created: AtomicU64,
     released: AtomicU64,
 }
 
 impl Gauge {
-    /// Counts one object created.
-    pub fn inc(&self) {
+    fn inc(&self) {
         self.created.fetch_add(1, Relaxed);
     }
 
-    /// Counts one object released.
-    pub fn dec(&self) {
+    fn dec(&self) {
         self.released.fetch_add(1, Relaxed);
     }
 
     /// Objects alive now.
-    pub fn live(&self) -> u64 {
-        // Read `released` first so a concurrent create/release pair never shows a negative count.
+    fn live(&self) -> u64 {
+        // `released` first so a concurrent create/release pair never shows a negative count. A release
+        // without its create cannot happen: only a `Live` token's drop counts one.
         let released = self.released.load(Relaxed);
         self.created.load(Relaxed).saturating_sub(released)
     }
 
     /// Objects created since start.
-    pub fn total(&self) -> u64 {
+    fn total(&self) -> u64 {
         self.created.load(Relaxed)
+    }
+}
+
+/// The kinds of object the layers count while they live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// An HTTP/3 connection (`qcc::Connection`), from accept to release.
+    Connection,
+    /// A released connection whose transport is still closing.
+    Closing,
+    /// A request stream (`qcs::Stream`), from request HEADERS to the table's release.
+    Stream,
+    /// A stream descriptor in its attached phase.
+    DescAttached,
+    /// A stream descriptor in its released phase (waiting for acks).
+    DescReleased,
+}
+
+/// One live object, counted in its gauge from [`Counters::count`] until the token is dropped.
+#[derive(Debug)]
+#[must_use = "dropping the token counts its object released"]
+pub struct Live {
+    counters: Arc<Counters>,
+    object: Object,
+}
+
+impl Live {
+    /// The counters it counts in.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+}
+
+impl Drop for Live {
+    // Accounting only: the one place an object's gauge counts it released.
+    fn drop(&mut self) {
+        self.counters.gauge(self.object).dec();
     }
 }
 
@@ -75,49 +115,32 @@ impl CloseCause {
 
 /// What transports saw over their lives, recorded by the connection layer when one is dropped.
 #[derive(Debug, Default)]
-pub struct TransportCounters {
-    /// Connections whose handshake completed.
-    pub handshakes_ok: AtomicU64,
-    /// Connections that ended before their handshake completed.
-    pub handshakes_failed: AtomicU64,
-    /// Ended connections by cause ([`CloseCause`] order; count with [`TransportCounters::count_close`]).
-    pub closes: [AtomicU64; CloseCause::ALL.len()],
-    /// Packets declared lost.
-    pub packets_lost: AtomicU64,
-    /// Packets retransmitted.
-    pub packets_retransmitted: AtomicU64,
-}
-
-impl TransportCounters {
-    /// Counts one ended connection.
-    pub fn count_close(&self, cause: CloseCause) {
-        self.closes[cause as usize].fetch_add(1, Relaxed);
-    }
+struct TransportCounters {
+    handshakes_ok: AtomicU64,
+    handshakes_failed: AtomicU64,
+    closes: [AtomicU64; CloseCause::ALL.len()],
+    packets_lost: AtomicU64,
+    packets_retransmitted: AtomicU64,
 }
 
 /// Every layer's object counters. One instance per process (or per test), shared by `Arc`.
 #[derive(Debug)]
 pub struct Counters {
-    /// HTTP/3 connections (`qcc::Connection`), from accept to release.
-    pub connections: Gauge,
-    /// Released connections whose transport is still closing (waiting for acks or CONNECTION_CLOSE).
-    pub closing: Gauge,
-    /// Request streams (`qcs::Stream`), from request HEADERS to the table's release.
-    pub streams: Gauge,
-    /// Descriptors in the attached phase.
-    pub descs_attached: Gauge,
-    /// Descriptors in the released phase (waiting for acks).
-    pub descs_released: Gauge,
+    connections: Gauge,
+    closing: Gauge,
+    streams: Gauge,
+    descs_attached: Gauge,
+    descs_released: Gauge,
     /// Tx budget bytes in use, over every connection.
-    pub tx_budget_bytes: AtomicU64,
+    tx_budget_bytes: AtomicU64,
     /// Times a stream was refused by a full Tx budget and put on the budget wait list.
-    pub tx_budget_waits: AtomicU64,
-    /// Wake-ups that found their target gone.
-    pub stale_wakeups: AtomicU64,
+    tx_budget_waits: AtomicU64,
+    /// Budget room notifications that found their sink gone.
+    stale_wakeups: AtomicU64,
     /// Releases that ran out of the order of `docs/release-order.md`; must stay 0.
-    pub out_of_order_releases: AtomicU64,
+    out_of_order_releases: AtomicU64,
     /// How transports ended.
-    pub transport: TransportCounters,
+    transport: TransportCounters,
     panic_on_out_of_order: AtomicBool,
 }
 
@@ -140,6 +163,56 @@ impl Default for Counters {
 }
 
 impl Counters {
+    /// Counts `object` live until the returned token is dropped.
+    pub fn count(self: &Arc<Self>, object: Object) -> Live {
+        self.gauge(object).inc();
+        Live {
+            counters: self.clone(),
+            object,
+        }
+    }
+
+    fn gauge(&self, object: Object) -> &Gauge {
+        match object {
+            Object::Connection => &self.connections,
+            Object::Closing => &self.closing,
+            Object::Stream => &self.streams,
+            Object::DescAttached => &self.descs_attached,
+            Object::DescReleased => &self.descs_released,
+        }
+    }
+
+    /// Tx budget bytes charged.
+    pub(crate) fn charge_budget(&self, len: usize) {
+        self.tx_budget_bytes.fetch_add(len as u64, Relaxed);
+    }
+
+    /// Tx budget bytes refunded.
+    pub(crate) fn refund_budget(&self, len: usize) {
+        let before = self.tx_budget_bytes.fetch_sub(len as u64, Relaxed);
+        debug_assert!(before >= len as u64, "Tx budget refunded more than was charged");
+    }
+
+    /// A stream refused by a full Tx budget.
+    pub(crate) fn count_budget_wait(&self) {
+        self.tx_budget_waits.fetch_add(1, Relaxed);
+    }
+
+    /// Counts the end of a transport: whether its handshake completed, why it closed, and what it lost
+    /// and retransmitted.
+    pub fn count_transport_end(&self, established: bool, cause: CloseCause, lost: u64, retransmitted: u64) {
+        let t = &self.transport;
+        let handshake = if established {
+            &t.handshakes_ok
+        } else {
+            &t.handshakes_failed
+        };
+        handshake.fetch_add(1, Relaxed);
+        t.closes[cause as usize].fetch_add(1, Relaxed);
+        t.packets_lost.fetch_add(lost, Relaxed);
+        t.packets_retransmitted.fetch_add(retransmitted, Relaxed);
+    }
+
     /// Records a release that broke the order. Debug builds panic, unless a test turned that off with
     /// [`Counters::set_panic_on_out_of_order`] to observe the counter instead.
     pub fn out_of_order(&self, what: &str) {
@@ -149,8 +222,8 @@ impl Counters {
         }
     }
 
-    /// Records a wake-up whose target was gone.
-    pub fn stale_wakeup(&self) {
+    /// Records a budget room notification whose sink was gone.
+    pub(crate) fn stale_wakeup(&self) {
         self.stale_wakeups.fetch_add(1, Relaxed);
     }
 
@@ -206,7 +279,7 @@ pub struct Snapshot {
     pub tx_budget_bytes: u64,
     /// Budget waits since start.
     pub tx_budget_waits: u64,
-    /// Stale wake-ups since start.
+    /// Budget room notifications that found their sink gone, since start.
     pub stale_wakeups: u64,
     /// Out-of-order releases since start (must be 0).
     pub out_of_order_releases: u64,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Counters, TxBudget, TxBuf};
+use crate::{Live, Object, TxBudget, TxBuf};
 
 /// What buffers and their descriptor share: the bytes charged and not yet freed.
 #[derive(Debug, Default)]
@@ -27,12 +27,12 @@ pub struct AttachedDesc {
     queue: VecDeque<TxBuf>,
     queued: usize,
     released: bool,
+    _live: Live,
 }
 
 impl AttachedDesc {
     /// A new descriptor for stream `id`, charging `budget`.
     pub fn new(id: u64, budget: &TxBudget) -> Self {
-        budget.counters().descs_attached.inc();
         AttachedDesc {
             id,
             shared: Arc::default(),
@@ -40,6 +40,7 @@ impl AttachedDesc {
             queue: VecDeque::new(),
             queued: 0,
             released: false,
+            _live: budget.counters().count(Object::DescAttached),
         }
     }
 
@@ -98,21 +99,18 @@ impl AttachedDesc {
         self.released = true;
         self.queue.clear();
         self.queued = 0;
-        let counters = self.budget.counters().clone();
-        counters.descs_released.inc();
         ReleasedDesc {
             id: self.id,
             shared: self.shared.clone(),
-            counters,
+            _live: self.budget.counters().count(Object::DescReleased),
         }
     }
 }
 
 impl Drop for AttachedDesc {
-    // Accounting only: the gauge, and the check that the descriptor left through `release`.
+    // Accounting only: the check that the descriptor left through `release`.
     fn drop(&mut self) {
         let counters = self.budget.counters();
-        counters.descs_attached.dec();
         if !self.released {
             // Unwinding from another panic must not turn into an abort.
             if !std::thread::panicking() {
@@ -136,7 +134,7 @@ impl fmt::Debug for AttachedDesc {
 pub struct ReleasedDesc {
     id: u64,
     shared: Arc<DescShared>,
-    counters: Arc<Counters>,
+    _live: Live,
 }
 
 impl ReleasedDesc {
@@ -156,13 +154,6 @@ impl ReleasedDesc {
     }
 }
 
-impl Drop for ReleasedDesc {
-    // Accounting only.
-    fn drop(&mut self) {
-        self.counters.descs_released.dec();
-    }
-}
-
 impl fmt::Debug for ReleasedDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReleasedDesc")
@@ -175,6 +166,7 @@ impl fmt::Debug for ReleasedDesc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Counters;
     use quiche::BufSplit;
     use std::sync::atomic::AtomicUsize;
 

@@ -40,5 +40,5 @@ mod desc;
 
 pub use budget::{RoomSink, TxBudget};
 pub use buf::{TxBuf, TxBufFactory};
-pub use counters::{CloseCause, Counters, Gauge, Snapshot, TransportCounters};
+pub use counters::{CloseCause, Counters, Live, Object, Snapshot};
 pub use desc::{AttachedDesc, ReleasedDesc};

@@ -1,11 +1,10 @@
 //! A released connection's transport, until it is closed.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use qc_stream::{CloseCause, Counters, ReleasedDesc};
+use qc_stream::{CloseCause, Counters, Live, Object, ReleasedDesc};
 use qcs::{codes, Transport};
 use quiche::RecvInfo;
 
@@ -18,17 +17,16 @@ pub struct Closing {
     // Dropped first: whatever the transport still holds returns to the budget before the descriptors go.
     transport: Box<Transport>,
     descs: Vec<ReleasedDesc>,
-    counters: Arc<Counters>,
+    live: Live,
     close_sent: bool,
 }
 
 impl Closing {
     pub(crate) fn new(conn: Box<Transport>, descs: Vec<ReleasedDesc>, counters: Arc<Counters>) -> Self {
-        counters.closing.inc();
         Closing {
             transport: conn,
             descs,
-            counters,
+            live: counters.count(Object::Closing),
             close_sent: false,
         }
     }
@@ -116,14 +114,6 @@ impl Closing {
 impl Drop for Closing {
     // Accounting only: the transport's life ends here, so this is where its outcome is counted.
     fn drop(&mut self) {
-        self.counters.closing.dec();
-        let t = &self.counters.transport;
-        let handshake = if self.transport.is_established() {
-            &t.handshakes_ok
-        } else {
-            &t.handshakes_failed
-        };
-        handshake.fetch_add(1, Relaxed);
         // 0x0 is the transport's NO_ERROR, 0x100 HTTP/3's H3_NO_ERROR.
         let clean = |e: &quiche::ConnectionError| e.error_code == 0 || (e.is_app && e.error_code == 0x100);
         let cause = if self.transport.is_timed_out() {
@@ -139,10 +129,13 @@ impl Drop for Closing {
         } else {
             CloseCause::LocalError
         };
-        t.count_close(cause);
         let stats = self.transport.stats();
-        t.packets_lost.fetch_add(stats.lost as u64, Relaxed);
-        t.packets_retransmitted.fetch_add(stats.retrans as u64, Relaxed);
+        self.live.counters().count_transport_end(
+            self.transport.is_established(),
+            cause,
+            stats.lost as u64,
+            stats.retrans as u64,
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use qc_stream::{Counters, RoomSink, TxBudget, TxBufFactory};
+use qc_stream::{Counters, Live, Object, RoomSink, TxBudget, TxBufFactory};
 use qcs::{codes, BodyRead, Flush, ResponseHead, Stream, StreamError, Transport};
 use quiche::h3::{self, Header};
 use quiche::{ConnectionId, RecvInfo};
@@ -46,16 +46,17 @@ pub struct Released {
 
 /// Counts the connection and catches a drop that bypassed `release`.
 struct LiveToken {
-    counters: Arc<Counters>,
+    live: Live,
     released: bool,
 }
 
 impl Drop for LiveToken {
     // Accounting only.
     fn drop(&mut self) {
-        self.counters.connections.dec();
         if !self.released && !std::thread::panicking() {
-            self.counters.out_of_order("connection dropped without release");
+            self.live
+                .counters()
+                .out_of_order("connection dropped without release");
         }
     }
 }
@@ -119,7 +120,6 @@ impl Connection {
             peer,
             &mut config.quic,
         )?);
-        counters.connections.inc();
         let span = tracing::info_span!("conn", id = %conn.trace_id());
         let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
         let wakeup = Arc::new(RoomFlag::new(waker));
@@ -127,7 +127,7 @@ impl Connection {
         budget.attach_sink(sink);
         Ok(Connection {
             live: LiveToken {
-                counters,
+                live: counters.count(Object::Connection),
                 released: false,
             },
             streams: StreamTable::default(),
@@ -718,7 +718,7 @@ impl Connection {
         budget.detach_sink();
         drop(wakeup);
         drop(h3);
-        let counters = live.counters.clone();
+        let counters = live.live.counters().clone();
         live.released = true;
         drop(live);
         Released {
@@ -742,7 +742,7 @@ impl Connection {
         drop(wakeup);
         let orphans = streams.release_all(&mut conn, codes::H3_REQUEST_CANCELLED);
         drop(h3);
-        let counters = live.counters.clone();
+        let counters = live.live.counters().clone();
         live.released = true;
         drop(live);
         Released {
@@ -767,7 +767,7 @@ impl Connection {
 
     /// The counters this connection reports to.
     pub fn counters(&self) -> &Arc<Counters> {
-        &self.live.counters
+        self.live.live.counters()
     }
 
     /// True when events wait for `poll_event`.

@@ -1,9 +1,7 @@
 //! One request stream.
 
-use std::sync::Arc;
-
 use bytes::{BufMut, Bytes, BytesMut};
-use qc_stream::{AttachedDesc, Counters, ReleasedDesc, TxBudget};
+use qc_stream::{AttachedDesc, Live, Object, ReleasedDesc, TxBudget};
 use quiche::h3::{self, Header};
 use quiche::Shutdown;
 
@@ -47,7 +45,9 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Stream {
     id: u64,
     state: State,
-    counters: Arc<Counters>,
+    /// Counted in the stream gauge while it lives. A stream dropped without `release` drops its
+    /// attached descriptor too, which counts the out-of-order release.
+    _live: Live,
     upper: Option<u64>,
     // Rx side.
     rx: crate::rx::RxBuf,
@@ -73,12 +73,10 @@ impl Stream {
     /// A stream for `id` whose body bytes are charged to `budget`, reading at most `rx_cap` bytes ahead
     /// of the upper side.
     pub fn new(id: u64, budget: &TxBudget, rx_cap: usize) -> Self {
-        let counters = budget.counters().clone();
-        counters.streams.inc();
         Stream {
             id,
             state: State::Idle,
-            counters,
+            _live: budget.counters().count(Object::Stream),
             upper: None,
             rx: crate::rx::RxBuf::new(rx_cap),
             rx_blocked: false,
@@ -416,14 +414,6 @@ impl Stream {
             self.state = State::Closed;
         }
         (desc, self.upper)
-    }
-}
-
-impl Drop for Stream {
-    // Accounting only. A stream dropped without `release` drops its attached descriptor too, which counts
-    // the out-of-order release.
-    fn drop(&mut self) {
-        self.counters.streams.dec();
     }
 }
 

@@ -167,6 +167,9 @@ pub(crate) struct ProxyCounters {
     pub(crate) cid_routes: AtomicU64,
     /// Idle-time memory trims.
     pub(crate) memory_trims: AtomicU64,
+    /// Exchanges whose client connection was gone when an event came for them (a connection's release
+    /// ends its exchanges first, so this stays 0).
+    pub(crate) stale_handles: AtomicU64,
     /// UDP datagrams received.
     pub(crate) udp_datagrams_received: AtomicU64,
     /// UDP datagrams sent.

@@ -205,7 +205,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     family("qproxy_stream_descriptors_total", Counter, "Stream descriptors created.", |i| one(i.layers.descs_total)),
     in_json(family("qproxy_tx_budget_bytes", Gauge, "Tx budget bytes in use.", |i| one(i.layers.tx_budget_bytes)), Json::Live("tx_budget_bytes")),
     family("qproxy_tx_budget_waits_total", Counter, "Streams refused by a full Tx budget.", |i| one(i.layers.tx_budget_waits)),
-    in_json(family("qproxy_stale_wakeups_total", Counter, "Wake-ups whose target was gone.", |i| one(i.layers.stale_wakeups)), Json::Top("stale_wakeups")),
+    in_json(family("qproxy_stale_wakeups_total", Counter, "Tx budget room notifications whose sink was gone.", |i| one(i.layers.stale_wakeups)), Json::Top("stale_wakeups")),
+    family("qproxy_stale_handles_total", Counter, "Backend events for an exchange whose client connection was gone.", |i| one(i.proxy.stale_handles.load(Relaxed))),
     in_json(family("qproxy_out_of_order_releases_total", Counter, "Out-of-order releases (must be 0).", |i| one(i.layers.out_of_order_releases)), Json::Top("out_of_order_releases")),
     with_labels(
         family("qproxy_quic_handshakes_total", Counter, "Ended QUIC connections by handshake result.", |i| {

@@ -309,7 +309,7 @@ impl Worker {
         let _entered = running.exchange.request.span.clone().entered();
         let key = running.attempt.conn;
         let Some(slot) = self.slots.slot_mut(key) else {
-            self.counters.stale_wakeup();
+            self.proxy.stale_handles.fetch_add(1, Relaxed);
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };

@@ -211,6 +211,10 @@ impl Proxy {
                 .filter(|(_, v)| *v != 0)
                 .collect();
             assert_eq!(m["qproxy_out_of_order_releases_total"], 0);
+            assert_eq!(
+                m["qproxy_stale_handles_total"], 0,
+                "an exchange outlived its connection"
+            );
             if live.is_empty() {
                 return;
             }
