@@ -368,6 +368,11 @@ impl Connection {
             return;
         }
         self.opening.remove(&id);
+        if self.streams.was_released(id) {
+            // Rule 6: a released ID is never opened again, whatever a late frame says.
+            tracing::debug!(stream = id, "header section for a released stream ignored");
+            return;
+        }
         if !is_client_bidi(id) || self.goaway.is_some_and(|g| id >= g) {
             self.refuse(id);
             return;

@@ -38,10 +38,46 @@ impl WaitLists {
     }
 }
 
+/// Every request stream ID a connection has opened (rule 6: an ID is never reused): the IDs below
+/// `below` all were, and the few above it that came early (a client's HEADERS can arrive out of stream
+/// order). An ID missing from the stream table is released if it is here, new if it is not.
+#[derive(Debug, Default)]
+pub(crate) struct OpenedIds {
+    /// Client-initiated bidirectional IDs are 0, 4, 8...: the count of them opened in a row from 0.
+    below: u64,
+    /// Opened IDs (as indexes, ID / 4) at or above `below`.
+    ahead: BTreeSet<u64>,
+}
+
+impl OpenedIds {
+    pub(crate) fn insert(&mut self, id: u64) {
+        debug_assert_eq!(
+            id % 4,
+            0,
+            "only client-initiated bidirectional streams are requests"
+        );
+        let index = id / 4;
+        if index < self.below {
+            return;
+        }
+        self.ahead.insert(index);
+        while self.ahead.remove(&self.below) {
+            self.below += 1;
+        }
+    }
+
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        let index = id / 4;
+        id.is_multiple_of(4) && (index < self.below || self.ahead.contains(&index))
+    }
+}
+
 /// Live streams by ID, the lists they wait on, and the released descriptors still held by the transport.
 #[derive(Debug, Default)]
 pub(crate) struct StreamTable {
     streams: HashMap<u64, Stream>,
+    /// Every request stream ID ever inserted.
+    opened: OpenedIds,
     pub(crate) wait: WaitLists,
     descs: Vec<ReleasedDesc>,
     /// Highest request stream ID seen, for GOAWAY.
@@ -52,7 +88,13 @@ impl StreamTable {
     pub(crate) fn insert(&mut self, stream: Stream) {
         let id = stream.id();
         self.max_request_id = Some(self.max_request_id.map_or(id, |m| m.max(id)));
+        self.opened.insert(id);
         self.streams.insert(id, stream);
+    }
+
+    /// A request stream that was here and was released: a late frame for it is not a new request.
+    pub(crate) fn was_released(&self, id: u64) -> bool {
+        !self.streams.contains_key(&id) && self.opened.contains(id)
     }
 
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Stream> {
@@ -106,5 +148,34 @@ impl StreamTable {
 
     pub(crate) fn take_descs(&mut self) -> Vec<ReleasedDesc> {
         std::mem::take(&mut self.descs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenedIds;
+
+    #[test]
+    fn opened_ids_stay_opened_in_any_arrival_order() {
+        let mut ids = OpenedIds::default();
+        assert!(!ids.contains(0));
+        ids.insert(0);
+        ids.insert(8); // 4 is late
+        assert!(ids.contains(0) && ids.contains(8));
+        assert!(
+            !ids.contains(4),
+            "a late ID below the highest is new, not released"
+        );
+        assert!(!ids.contains(12));
+        assert!(
+            !ids.contains(2) && !ids.contains(3),
+            "other stream types are never requests"
+        );
+        ids.insert(4);
+        assert!(ids.contains(4));
+        assert!(ids.ahead.is_empty(), "a contiguous prefix is one number: {ids:?}");
+        assert_eq!(ids.below, 3);
+        ids.insert(4);
+        assert_eq!(ids.below, 3, "inserting again changes nothing");
     }
 }
