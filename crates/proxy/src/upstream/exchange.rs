@@ -372,8 +372,8 @@ impl Exchange {
         self.fail(conn, why)
     }
 
-    /// Does everything that can be done now.
-    pub(crate) fn progress(&mut self, conn: &mut Connection, now: Instant) -> Step {
+    /// Does everything that can be done now. `readable`: a socket event said bytes may have come.
+    pub(crate) fn progress(&mut self, conn: &mut Connection, now: Instant, readable: bool) -> Step {
         if self.finished {
             return Step::Finished {
                 reusable: self.reusable(),
@@ -396,6 +396,7 @@ impl Exchange {
         }
         // Edge-triggered on both sides: keep moving request body until the client has nothing more now or
         // the backend socket is full, else no event would ever resume the upload.
+        let wrote_before = self.wrote;
         loop {
             let client_has_more = self.pull_upload(conn);
             match self.write_out(now) {
@@ -404,8 +405,15 @@ impl Exchange {
                 Err(why) => return self.fail(conn, why),
             }
         }
-        if let Err(why) = self.read_backend(conn, now) {
-            return self.fail(conn, why);
+        // Right after the request's first bytes went out, nothing can be waiting unless an event said
+        // so (every earlier arrival was read to WouldBlock): a read would only return WouldBlock, and the
+        // response's arrival raises an edge of its own.
+        let nothing_read = !self.head_sent && self.head_buf.is_empty();
+        let just_sent = !wrote_before && self.wrote && nothing_read && !readable;
+        if !just_sent {
+            if let Err(why) = self.read_backend(conn, now) {
+                return self.fail(conn, why);
+            }
         }
         if self.too_early {
             self.finished = true;

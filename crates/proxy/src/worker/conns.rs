@@ -125,7 +125,7 @@ impl Worker {
                         .get(index)
                         .and_then(|s| s.exchanges.get(&stream).copied())
                     {
-                        self.progress_exchange(ex);
+                        self.progress_exchange(ex, false);
                     }
                 }
                 Event::StreamClosed { stream, .. } => {
@@ -134,7 +134,7 @@ impl Worker {
                         .get(index)
                         .and_then(|s| s.exchanges.get(&stream).copied())
                     {
-                        self.progress_exchange(ex);
+                        self.progress_exchange(ex, false);
                     }
                 }
                 Event::StreamAborted { stream, cause, .. } => {

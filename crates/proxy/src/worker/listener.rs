@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use qcc::route::CidRoute;
 use qcc::{Limits, ServerConfig, TransportParams};
 
-use super::udp::{RxBufs, UdpIo};
+use super::udp::{RxBufs, UdpIo, RX_BATCH};
 use crate::config::{Config, QuicBind};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -94,6 +94,12 @@ impl Worker {
                             self.proxy.udp_datagrams_received.fetch_add(1, Relaxed);
                             self.on_datagram(i, datagram, peer);
                         }
+                    }
+                    // Fewer messages than buffers: the queue was empty, and the next datagram to arrive
+                    // raises a new edge (Linux wakes an edge-triggered epoll on every enqueue). Another
+                    // call would only return WouldBlock, once per loop turn.
+                    if n < RX_BATCH {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

@@ -207,7 +207,10 @@ impl Worker {
                             return Ok(exit);
                         }
                     }
-                    Token(t) if t >= SOCKET_BASE => self.on_backend_event(t - SOCKET_BASE),
+                    Token(t) if t >= SOCKET_BASE => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.on_backend_event(t - SOCKET_BASE, readable)
+                    }
                     Token(i) => self.read_listener(i),
                 }
             }

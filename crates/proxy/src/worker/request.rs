@@ -267,11 +267,12 @@ impl Worker {
             slot.exchanges.insert(stream, ex);
         }
         self.proxy.exchanges.fetch_add(1, Relaxed);
-        self.progress_exchange(ex);
+        self.progress_exchange(ex, false);
     }
 
-    /// An event on the backend socket `fd`, for whoever has it now.
-    pub(super) fn on_backend_event(&mut self, fd: usize) {
+    /// An event on the backend socket `fd`, for whoever has it now. `readable`: bytes, a close or an
+    /// error may be waiting.
+    pub(super) fn on_backend_event(&mut self, fd: usize, readable: bool) {
         match self.owners.get(fd) {
             Owner::Exchange(ex) => {
                 // A stale event (queued before the socket changed hands) may name a reused index.
@@ -280,7 +281,7 @@ impl Worker {
                     .get(ex)
                     .is_some_and(|r| r.exchange.fd() as usize == fd);
                 if current {
-                    self.progress_exchange(ex);
+                    self.progress_exchange(ex, readable);
                 }
             }
             Owner::Pool => self.pool.on_event(fd as RawFd),
@@ -301,7 +302,8 @@ impl Worker {
         self.dispatch(attempt, forward, now);
     }
 
-    pub(super) fn progress_exchange(&mut self, ex: usize) {
+    /// Moves an exchange on. `readable`: a socket event said bytes may be waiting.
+    pub(super) fn progress_exchange(&mut self, ex: usize, readable: bool) {
         let now = Instant::now();
         let Some(running) = self.exchanges.get_mut(ex) else {
             return;
@@ -317,7 +319,7 @@ impl Worker {
             self.end_exchange(ex, Termination::ClientAborted, false);
             return;
         };
-        let step = running.exchange.progress(conn, now);
+        let step = running.exchange.progress(conn, now, readable);
         mark_dirty(&mut self.dirty, slot, key.index);
         self.after_step(ex, step, now);
     }
