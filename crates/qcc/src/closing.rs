@@ -57,6 +57,7 @@ impl Closing {
                     len,
                     to: info.to,
                     from: info.from,
+                    at: info.at,
                 });
             }
             if !self.close_when_drained() {

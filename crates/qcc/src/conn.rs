@@ -24,6 +24,8 @@ pub struct Transmit {
     pub to: SocketAddr,
     /// Local address to send from.
     pub from: SocketAddr,
+    /// When to send it: quiche's pacer spreads a flight over the round trip (now when not paced).
+    pub at: Instant,
 }
 
 /// What `send_body` did with the bytes.
@@ -551,6 +553,7 @@ impl Connection {
                 len,
                 to: info.to,
                 from: info.from,
+                at: info.at,
             }),
             Err(quiche::Error::Done) => None,
             Err(e) => {

@@ -22,6 +22,7 @@ impl Parser {
             }
             let (mut cert, mut key, mut ssl, mut force_retry, mut allow_0rtt) =
                 (None, None, false, false, false);
+            let mut cc_algo = CcAlgo::default();
             let mut j = 2;
             while j < args.len() {
                 match args[j].as_str() {
@@ -43,7 +44,20 @@ impl Parser {
                     }
                     "allow-0rtt" => allow_0rtt = true,
                     "quic-force-retry" => force_retry = true,
-                    other => return Err(format!("unknown bind option '{other}'; expected ssl, crt FILE, key FILE, alpn h3, allow-0rtt or quic-force-retry")),
+                    "quic-cc-algo" => {
+                        cc_algo = match need(args, j + 1, "cubic, newreno or bbr after 'quic-cc-algo'")? {
+                            "cubic" => CcAlgo::Cubic,
+                            "newreno" => CcAlgo::NewReno,
+                            "bbr" => CcAlgo::Bbr,
+                            other => {
+                                return Err(format!(
+                                    "quic-cc-algo '{other}': expected cubic, newreno or bbr (quiche has no 'nocc' and takes no arguments)"
+                                ))
+                            }
+                        };
+                        j += 1;
+                    }
+                    other => return Err(format!("unknown bind option '{other}'; expected ssl, crt FILE, key FILE, alpn h3, allow-0rtt, quic-cc-algo ALGO or quic-force-retry")),
                 }
                 j += 1;
             }
@@ -63,6 +77,7 @@ impl Parser {
                 key,
                 force_retry,
                 allow_0rtt,
+                cc_algo,
             });
         } else {
             let addr = addr_arg(

@@ -131,6 +131,20 @@ pub struct QuicBind {
     pub force_retry: bool,
     /// `allow-0rtt`: accept 0-RTT early data (off by default: early data can be replayed).
     pub allow_0rtt: bool,
+    /// `quic-cc-algo`: the congestion controller of its connections.
+    pub cc_algo: CcAlgo,
+}
+
+/// `quic-cc-algo` of a bind, as HAProxy names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CcAlgo {
+    /// CUBIC (RFC 9438), the default. quiche does not pace with it.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 9002).
+    NewReno,
+    /// BBRv2 (quiche's gcongestion), which paces its flights.
+    Bbr,
 }
 
 /// What a frontend does with a request that arrives in 0-RTT early data, before the handshake completes

@@ -43,6 +43,40 @@ fn a_full_configuration_parses() {
 }
 
 #[test]
+fn quic_cc_algo_names_haproxys_controllers_and_refuses_the_rest() {
+    assert_eq!(
+        parse(&base()).unwrap().frontends[0].binds[0].cc_algo,
+        CcAlgo::Cubic
+    );
+    for (name, algo) in [
+        ("cubic", CcAlgo::Cubic),
+        ("newreno", CcAlgo::NewReno),
+        ("bbr", CcAlgo::Bbr),
+    ] {
+        let text = base().replacen(" alpn h3\n", &format!(" alpn h3 quic-cc-algo {name}\n"), 1);
+        assert_eq!(
+            parse(&text).unwrap().frontends[0].binds[0].cc_algo,
+            algo,
+            "{name}"
+        );
+    }
+    for (option, expected) in [
+        (
+            "quic-cc-algo nocc",
+            "quic-cc-algo 'nocc': expected cubic, newreno or bbr",
+        ),
+        (
+            "quic-cc-algo",
+            "expected cubic, newreno or bbr after 'quic-cc-algo'",
+        ),
+    ] {
+        let text = base().replacen(" alpn h3\n", &format!(" alpn h3 {option}\n"), 1);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{option}: {err}");
+    }
+}
+
+#[test]
 fn early_data_is_off_unless_a_bind_allows_it() {
     let c = parse(&base()).unwrap();
     let f = &c.frontends[0];

@@ -174,6 +174,8 @@ pub(crate) struct ProxyCounters {
     pub(crate) udp_datagrams_received: AtomicU64,
     /// UDP datagrams sent.
     pub(crate) udp_datagrams_sent: AtomicU64,
+    /// Datagrams held until their pacing time.
+    pub(crate) udp_paced: AtomicU64,
     /// Receive calls that brought datagrams (each may bring many: recvmmsg, GRO).
     pub(crate) udp_recv_calls: AtomicU64,
     /// Send calls (each may carry many datagrams: GSO).

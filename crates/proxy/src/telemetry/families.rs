@@ -271,6 +271,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         }),
         &["direction"],
     ),
+    family("qproxy_udp_paced_total", Counter, "Datagrams held until their pacing time.", |i| one(i.proxy.udp_paced.load(Relaxed))),
     family("qproxy_backend_connect_errors_total", Counter, "Failed backend connections.", |i| one(i.proxy.connect_errors.load(Relaxed))),
     in_json(family("qproxy_cid_routes", Gauge, "Connection IDs in the router.", |i| one(i.proxy.cid_routes.load(Relaxed))), Json::Live("cid_routes")),
     family("qproxy_memory_trims_total", Counter, "Times an idle worker gave freed memory back to the system.", |i| one(i.proxy.memory_trims.load(Relaxed))),

@@ -101,6 +101,7 @@ impl Worker {
             exchanges: HashMap::new(),
             requests: 0,
             awaiting_handshake: Vec::new(),
+            paced: None,
             dirty: false,
         });
         self.router.insert(dcid, index);

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use qcc::Event;
 
+use super::pacing::{must_wait, Paced};
 use super::udp::{TxBatch, UdpIo, MAX_DATAGRAM};
 use crate::telemetry::counters::ProxyCounters;
 use crate::upstream::Termination;
@@ -28,6 +29,8 @@ pub(super) struct Slot {
     pub(super) requests: u64,
     /// Requests that came in early data and wait for the handshake to complete.
     pub(super) awaiting_handshake: Vec<AwaitingHandshake>,
+    /// The datagram that waits for its send time (pacing), with the rest of the flight behind it.
+    pub(super) paced: Option<Paced>,
     pub(super) dirty: bool,
 }
 
@@ -198,12 +201,38 @@ impl Worker {
         let max_segments = io.max_segments();
         let out = &mut self.out;
         let mut batch = TxBatch::default();
+        match slot.paced.take() {
+            Some(p) if must_wait(p.at, now) => slot.paced = Some(p),
+            Some(p) => {
+                out[..p.datagram.len()].copy_from_slice(&p.datagram);
+                batch = TxBatch {
+                    len: p.datagram.len(),
+                    segment: p.datagram.len(),
+                    count: 1,
+                    to: Some(p.to),
+                };
+            }
+            None => {}
+        }
         // Each datagram is written right after the batch; one that cannot join it sends the batch and
-        // moves to the front.
-        while let Some(t) = slot
-            .conn
-            .poll_transmit(now, &mut out[batch.len..batch.len + MAX_DATAGRAM])
-        {
+        // moves to the front. One that is not due yet waits in the slot, and quiche keeps the rest.
+        while slot.paced.is_none() {
+            let Some(t) = slot
+                .conn
+                .poll_transmit(now, &mut out[batch.len..batch.len + MAX_DATAGRAM])
+            else {
+                break;
+            };
+            // `now` is from the start of the turn: quiche's own clock may be ahead of it.
+            if must_wait(t.at, now) && must_wait(t.at, Instant::now()) {
+                slot.paced = Some(Paced {
+                    datagram: out[batch.len..batch.len + t.len].to_vec(),
+                    to: t.to,
+                    at: t.at,
+                });
+                self.proxy.udp_paced.fetch_add(1, Relaxed);
+                break;
+            }
             if batch.admits(t.to, t.len, max_segments) {
                 batch.len += t.len;
                 batch.count += 1;
@@ -251,6 +280,9 @@ impl Worker {
             let due = slot.conn.poll_timeout(now);
             if due.is_some_and(|t| t <= now) {
                 slot.span.in_scope(|| slot.conn.handle_timeout(now));
+                mark_dirty(&mut self.dirty, slot, index);
+            }
+            if slot.paced.as_ref().is_some_and(|p| !must_wait(p.at, now)) {
                 mark_dirty(&mut self.dirty, slot, index);
             }
         }

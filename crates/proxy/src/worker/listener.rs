@@ -11,7 +11,7 @@ use qcc::route::CidRoute;
 use qcc::{Limits, ServerConfig, TransportParams};
 
 use super::udp::{RxBufs, UdpIo, RX_BATCH};
-use crate::config::{Config, QuicBind};
+use crate::config::{CcAlgo, Config, QuicBind};
 use std::sync::atomic::Ordering::Relaxed;
 
 pub(super) struct Listener {
@@ -70,6 +70,11 @@ pub(super) fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> R
     if bind.allow_0rtt {
         tls.enable_early_data();
     }
+    tls.quic_mut().set_cc_algorithm(match bind.cc_algo {
+        CcAlgo::Cubic => quiche::CongestionControlAlgorithm::CUBIC,
+        CcAlgo::NewReno => quiche::CongestionControlAlgorithm::Reno,
+        CcAlgo::Bbr => quiche::CongestionControlAlgorithm::Bbr2Gcongestion,
+    });
     Ok(tls)
 }
 

@@ -13,6 +13,7 @@ mod early;
 mod idle_trim;
 mod lifecycle;
 mod listener;
+mod pacing;
 mod queue;
 mod request;
 mod sockets;
@@ -248,6 +249,10 @@ impl Worker {
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let conns = self.slots.iter().filter_map(|(_, s)| s.conn.poll_timeout(now));
+        let paced = self
+            .slots
+            .iter()
+            .filter_map(|(_, s)| s.paced.as_ref().map(|p| p.sendable_at()));
         let exchanges = self.exchanges.iter().filter_map(|(_, r)| r.exchange.deadline());
         let stop = match self.run {
             Run::Draining { hard_stop } => hard_stop,
@@ -257,6 +262,7 @@ impl Worker {
             .trim
             .deadline(self.is_idle(), self.config.global.memory_trimming);
         conns
+            .chain(paced)
             .chain(exchanges)
             .chain(self.queue_deadline())
             .chain(stop)
