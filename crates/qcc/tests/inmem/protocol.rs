@@ -95,6 +95,9 @@ fn a_body_longer_than_content_length_is_malformed() {
     pair.client_state.responses.insert(liar, Default::default());
     assert!(pair.run_until(|p| p.response(liar).reset.is_some()));
     assert_eq!(pair.response(liar).reset, Some(codes::H3_MESSAGE_ERROR));
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
 }
 
 #[test]

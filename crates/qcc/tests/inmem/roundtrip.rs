@@ -83,6 +83,9 @@ fn trailers_go_out_after_the_body() {
     let r = pair.response(id);
     assert_eq!(r.body, pattern_vec(5000));
     assert_eq!(r.trailers, vec![("x-checksum".to_string(), "5000".to_string())]);
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
 }
 
 #[test]
@@ -91,4 +94,7 @@ fn request_bodies_are_counted_by_the_sink() {
     let id = pair.request("PUT", "/sink", Some(vec![9; 123_457]));
     assert!(pair.run_until(|p| p.response(id).finished));
     assert_eq!(pair.response(id).body, b"123457");
+    pair.with_server(|c, _| c.shutdown(std::time::Instant::now()));
+    assert!(pair.run_to_end());
+    pair.assert_idle();
 }
