@@ -31,15 +31,9 @@ fn answers_once_then_closes(mut s: TcpStream) {
 
 /// Answers each request, and closes a connection that stays idle for 200 ms (nginx's
 /// `keepalive_timeout`, shortened).
-fn closes_when_idle(mut s: TcpStream) {
+fn closes_when_idle(s: TcpStream) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    while read_head(&mut s).is_some() {
-        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .is_err()
-        {
-            return;
-        }
-    }
+    keeps_alive(s);
 }
 
 /// Keep-alive answers to every request, forever.
@@ -80,6 +74,15 @@ fn in_turn(proxy: &Proxy, requests: &[(&str, &str)]) -> Vec<H3Result> {
         &["--ca", &ca(proxy), "--raw", raw.to_str().unwrap()],
         &[],
     )
+}
+
+/// Waits (5 s at most) until the pool holds no idle connection; `why` names what failed otherwise.
+fn wait_until_the_pool_is_empty(proxy: &Proxy, why: &str) {
+    let start = Instant::now();
+    while proxy.metrics()["qproxy_backend_sockets{state=\"idle\"}"] != 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn pool_events(proxy: &Proxy, event: &str) -> u64 {
@@ -130,14 +133,7 @@ fn reuse_modes_and_the_purge() {
         (1, 2)
     );
     // The purge closes the idle connection within a few delays.
-    let start = Instant::now();
-    while proxy.metrics()["qproxy_backend_sockets{state=\"idle\"}"] != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "idle connections never purged"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_the_pool_is_empty(&proxy, "idle connections never purged");
     assert_eq!(pool_events(&proxy, "purged"), 1);
     proxy.assert_gauges_return_to_zero();
 
@@ -161,14 +157,7 @@ fn an_idle_connection_the_server_closes_leaves_the_pool_at_once() {
     let got = in_turn(&proxy, &[("GET", "/1"), ("GET", "/2")]);
     assert!(got.iter().all(|r| r.status == Some(200)), "{got:?}");
     // No request comes: only the socket's own event can tell the pool the server closed it.
-    let start = Instant::now();
-    while proxy.metrics()["qproxy_backend_sockets{state=\"idle\"}"] != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the pool kept a connection the server closed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_the_pool_is_empty(&proxy, "the pool kept a connection the server closed");
     assert!(pool_events(&proxy, "closed_idle") >= 1);
     // A POST then goes on a new connection, not on the closed one.
     let opened = pool_events(&proxy, "new");
