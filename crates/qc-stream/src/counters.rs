@@ -295,6 +295,50 @@ pub struct Snapshot {
     pub packets_retransmitted: u64,
 }
 
+impl std::ops::AddAssign<&Snapshot> for Snapshot {
+    /// Adds another set of counters (one worker's) to this one.
+    fn add_assign(&mut self, other: &Snapshot) {
+        let Snapshot {
+            connections_live,
+            connections_total,
+            closing_live,
+            streams_live,
+            streams_total,
+            descs_attached_live,
+            descs_released_live,
+            descs_total,
+            tx_budget_bytes,
+            tx_budget_waits,
+            stale_wakeups,
+            out_of_order_releases,
+            handshakes_ok,
+            handshakes_failed,
+            closes,
+            packets_lost,
+            packets_retransmitted,
+        } = other;
+        self.connections_live += connections_live;
+        self.connections_total += connections_total;
+        self.closing_live += closing_live;
+        self.streams_live += streams_live;
+        self.streams_total += streams_total;
+        self.descs_attached_live += descs_attached_live;
+        self.descs_released_live += descs_released_live;
+        self.descs_total += descs_total;
+        self.tx_budget_bytes += tx_budget_bytes;
+        self.tx_budget_waits += tx_budget_waits;
+        self.stale_wakeups += stale_wakeups;
+        self.out_of_order_releases += out_of_order_releases;
+        self.handshakes_ok += handshakes_ok;
+        self.handshakes_failed += handshakes_failed;
+        for (to, from) in self.closes.iter_mut().zip(closes) {
+            *to += from;
+        }
+        self.packets_lost += packets_lost;
+        self.packets_retransmitted += packets_retransmitted;
+    }
+}
+
 impl Snapshot {
     /// True when no object of any layer is alive and no budget byte is in use.
     pub fn is_idle(&self) -> bool {
@@ -304,5 +348,34 @@ impl Snapshot {
             && self.descs_attached_live == 0
             && self.descs_released_live == 0
             && self.tx_budget_bytes == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_of_two_workers_add_up_field_by_field() {
+        let mut a = Snapshot {
+            connections_live: 1,
+            streams_total: 4,
+            closes: [1, 0, 2, 0, 0],
+            ..Snapshot::default()
+        };
+        let b = Snapshot {
+            connections_live: 2,
+            out_of_order_releases: 1,
+            closes: [0, 3, 1, 0, 5],
+            packets_retransmitted: 7,
+            ..Snapshot::default()
+        };
+        a += &b;
+        assert_eq!(a.connections_live, 3);
+        assert_eq!(a.streams_total, 4);
+        assert_eq!(a.out_of_order_releases, 1);
+        assert_eq!(a.closes, [1, 3, 3, 0, 5]);
+        assert_eq!(a.packets_retransmitted, 7);
+        assert!(!a.is_idle());
     }
 }

@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
                     slots.insert(next_id, ServerConn::live(conn));
                     next_id
                 }
-                CidRoute::Drop => continue,
+                CidRoute::Unknown | CidRoute::Drop => continue,
             };
             let _ = slots
                 .get_mut(&id)

@@ -3,7 +3,8 @@
 //! Every connection ID a connection answers to is in the map with its owner, including the client's
 //! original destination CID, so a retransmitted Initial reaches the same owner as the first one
 //! (HAProxy #1855 and #2607 misrouted datagrams by deriving the owner from CID bits or by reading the
-//! map outside its lock). Nothing about the owner is encoded in the CID itself.
+//! map outside its lock). A router knows one worker's connections; which worker a CID belongs to is
+//! the proxy's business (its CID layout), asked only for what this map does not know.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,10 @@ pub enum CidRoute<W> {
         /// The destination CID the client chose.
         dcid: Vec<u8>,
     },
-    /// Not parseable, or a non-Initial packet for no known connection: drop it.
+    /// A packet that is not an Initial, for no connection this router knows: another owner's, or a
+    /// connection that is gone.
+    Unknown,
+    /// Not parseable: drop it.
     Drop,
 }
 
@@ -69,7 +73,7 @@ impl<W: Copy + PartialEq> CidRouter<W> {
             quiche::Type::Initial => CidRoute::New {
                 dcid: hdr.dcid.to_vec(),
             },
-            _ => CidRoute::Drop,
+            _ => CidRoute::Unknown,
         }
     }
 }

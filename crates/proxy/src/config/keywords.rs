@@ -80,11 +80,37 @@ fn count(args: &[String], what: &str, min: u64, max: u64) -> Res<u64> {
     Ok(n)
 }
 
+/// `0a1B` -> `[0x0a, 0x1b]`; `None` unless an even number of hex digits.
+fn hex_bytes(raw: &str) -> Option<Vec<u8>> {
+    let raw = raw.strip_prefix("0x").unwrap_or(raw);
+    if !raw.len().is_multiple_of(2) || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..raw.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok())
+        .collect()
+}
+
 /// `global`.
 pub(super) const GLOBAL: &[Keyword] = &[
     kw(&["nbthread"], |p, args| {
-        p.global.nbthread = count(args, "a thread count", 1, 64)? as usize;
+        p.global.nbthread = Some(count(args, "a thread count", 1, 64)? as usize);
         Ok(())
+    }),
+    kw(&["server-id"], |p, args| {
+        let raw = need(args, 1, "a server ID in hex")?;
+        let id = hex_bytes(raw)
+            .filter(|id| (1..=14).contains(&id.len()))
+            .ok_or(format!(
+                "expected a server ID of 1 to 14 bytes in hex (e.g. 0a1b), found '{raw}'"
+            ))?;
+        p.global.server_id = Some(id);
+        no_more(args, 2)
+    }),
+    kw(&["tune.quic.disable-kernel-steering"], |p, args| {
+        p.global.kernel_steering = false;
+        no_more(args, 1)
     }),
     kw(&["hard-stop-after"], |p, args| {
         p.global.hard_stop_after = Some(duration_arg(args, 1, "a duration")?);

@@ -79,8 +79,13 @@ impl Default for Timeouts {
 /// `global` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Global {
-    /// `nbthread`: worker threads.
-    pub nbthread: usize,
+    /// `nbthread`: worker threads (`None`: one per CPU the process may use, see [`Global::workers`]).
+    pub nbthread: Option<usize>,
+    /// `server-id HEX`: the QUIC-LB server ID written into every connection ID (1 to 14 bytes).
+    pub server_id: Option<Vec<u8>>,
+    /// Cleared by `tune.quic.disable-kernel-steering`: a reuseport program steers datagrams to their
+    /// worker (without it, every misrouted datagram is handed over in user space).
+    pub kernel_steering: bool,
     /// `hard-stop-after`: a graceful stop ends by force after this.
     pub hard_stop_after: Option<Duration>,
     /// `tune.quic.fe.max-idle-timeout`.
@@ -101,10 +106,21 @@ pub struct Global {
     pub udp_gso: bool,
 }
 
+impl Global {
+    /// Worker threads to run: `nbthread`, else one per CPU the process may use (its affinity and
+    /// cgroup quota, as `std::thread::available_parallelism` reads them), at most 64.
+    pub fn workers(&self) -> usize {
+        self.nbthread
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(64)))
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {
-            nbthread: 1,
+            nbthread: None,
+            server_id: None,
+            kernel_steering: true,
             hard_stop_after: None,
             max_idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,

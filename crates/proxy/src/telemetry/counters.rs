@@ -2,6 +2,7 @@
 //! and the enums that index them: status classes, QUIC Retry outcomes, early-data actions.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The class of a status sent to a client; `None` when the request ended before any status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,34 @@ impl PoolEvent {
     }
 }
 
+/// One worker's counters: the layers' and the proxy's own.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerCounters {
+    /// The layers' (connections, streams, descriptors, budget).
+    pub(crate) layers: Arc<qcc::Counters>,
+    /// The proxy's.
+    pub(crate) proxy: Arc<ProxyCounters>,
+}
+
+/// What the stats show of each worker apart: how the load spreads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WorkerFigures {
+    /// Its live connections.
+    pub(crate) connections: u64,
+    /// Datagrams it received from its sockets.
+    pub(crate) datagrams_received: u64,
+}
+
+impl WorkerFigures {
+    /// A worker's figures from its counters.
+    pub(crate) fn of(layers: &qcc::Snapshot, proxy: &ProxyCounters) -> Self {
+        WorkerFigures {
+            connections: layers.connections_live,
+            datagrams_received: proxy.udp_datagrams_received.load(Relaxed),
+        }
+    }
+}
+
 /// The proxy's own counters.
 #[derive(Debug, Default)]
 pub(crate) struct ProxyCounters {
@@ -180,6 +209,11 @@ pub(crate) struct ProxyCounters {
     pub(crate) udp_recv_calls: AtomicU64,
     /// Send calls (each may carry many datagrams: GSO).
     pub(crate) udp_send_calls: AtomicU64,
+    /// Datagrams received by this worker for another's connection, and handed to it.
+    pub(crate) handed_off: AtomicU64,
+    /// Datagrams for another worker's connection dropped because its backlog was full (or it had
+    /// stopped).
+    pub(crate) handed_off_dropped: AtomicU64,
     requests: [AtomicU64; StatusClass::ALL.len()],
     retries: [AtomicU64; RetryOutcome::ALL.len()],
     early_data: [AtomicU64; EarlyData::ALL.len()],
@@ -187,6 +221,61 @@ pub(crate) struct ProxyCounters {
 }
 
 impl ProxyCounters {
+    /// The sum of every worker's counters (each worker has its own: no cache line is shared on the
+    /// packet path).
+    pub(crate) fn sum<'a>(all: impl IntoIterator<Item = &'a ProxyCounters>) -> ProxyCounters {
+        let total = ProxyCounters::default();
+        let add = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Relaxed), Relaxed);
+        };
+        let add_all = |to: &[AtomicU64], from: &[AtomicU64]| to.iter().zip(from).for_each(|(t, f)| add(t, f));
+        for c in all {
+            let ProxyCounters {
+                backend_sockets,
+                backend_sockets_idle,
+                exchanges,
+                bytes_in,
+                bytes_out,
+                connect_errors,
+                cid_routes,
+                memory_trims,
+                stale_handles,
+                udp_datagrams_received,
+                udp_datagrams_sent,
+                udp_paced,
+                udp_recv_calls,
+                udp_send_calls,
+                handed_off,
+                handed_off_dropped,
+                requests,
+                retries,
+                early_data,
+                pool,
+            } = c;
+            add(&total.backend_sockets, backend_sockets);
+            add(&total.backend_sockets_idle, backend_sockets_idle);
+            add(&total.exchanges, exchanges);
+            add(&total.bytes_in, bytes_in);
+            add(&total.bytes_out, bytes_out);
+            add(&total.connect_errors, connect_errors);
+            add(&total.cid_routes, cid_routes);
+            add(&total.memory_trims, memory_trims);
+            add(&total.stale_handles, stale_handles);
+            add(&total.udp_datagrams_received, udp_datagrams_received);
+            add(&total.udp_datagrams_sent, udp_datagrams_sent);
+            add(&total.udp_paced, udp_paced);
+            add(&total.udp_recv_calls, udp_recv_calls);
+            add(&total.udp_send_calls, udp_send_calls);
+            add(&total.handed_off, handed_off);
+            add(&total.handed_off_dropped, handed_off_dropped);
+            add_all(&total.requests, requests);
+            add_all(&total.retries, retries);
+            add_all(&total.early_data, early_data);
+            add_all(&total.pool, pool);
+        }
+        total
+    }
+
     /// Counts one finished request.
     pub(crate) fn count_request(&self, status: Option<u16>, bytes_in: u64, bytes_out: u64) {
         self.requests[StatusClass::of(status) as usize].fetch_add(1, Relaxed);
@@ -233,6 +322,24 @@ impl ProxyCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sum_adds_every_field_of_every_worker() {
+        let (a, b) = (ProxyCounters::default(), ProxyCounters::default());
+        a.count_request(Some(200), 3, 4);
+        b.count_request(Some(200), 10, 20);
+        b.count_pool(PoolEvent::Reused);
+        a.handed_off.fetch_add(2, Relaxed);
+        b.handed_off.fetch_add(5, Relaxed);
+        b.udp_send_calls.fetch_add(9, Relaxed);
+        let total = ProxyCounters::sum([&a, &b]);
+        assert_eq!(total.requests(StatusClass::Success), 2);
+        assert_eq!(total.bytes_in.load(Relaxed), 13);
+        assert_eq!(total.bytes_out.load(Relaxed), 24);
+        assert_eq!(total.pool(PoolEvent::Reused), 1);
+        assert_eq!(total.handed_off.load(Relaxed), 7);
+        assert_eq!(total.udp_send_calls.load(Relaxed), 9);
+    }
 
     #[test]
     fn statuses_land_in_their_class() {

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use qcc::{CloseCause, Snapshot};
 
-use crate::telemetry::counters::{EarlyData, PoolEvent, ProxyCounters, RetryOutcome, StatusClass};
+use crate::telemetry::counters::{
+    EarlyData, PoolEvent, ProxyCounters, RetryOutcome, StatusClass, WorkerFigures,
+};
 use crate::telemetry::traffic::TrafficSnapshot;
 use crate::upstream::live::{BackendView, Runtime, ServerRuntime};
 
@@ -40,6 +42,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) proxy: &'a ProxyCounters,
     /// Frontends, backends and servers.
     pub(crate) runtime: &'a Runtime,
+    /// Each worker's figures, by worker index.
+    pub(crate) workers: &'a [WorkerFigures],
 }
 
 /// One sample: its labels (`name="value",...`, empty for none) and its value.
@@ -94,6 +98,11 @@ pub(crate) struct Family {
 
 fn one(v: u64) -> Vec<Sample> {
     vec![(String::new(), v)]
+}
+
+fn per_worker(inputs: &Inputs<'_>, value: impl Fn(&WorkerFigures) -> u64) -> Vec<Sample> {
+    let sample = |(w, f)| (format!("worker=\"{w}\""), value(f));
+    inputs.workers.iter().enumerate().map(sample).collect()
 }
 
 fn labelled<T: Copy>(
@@ -270,6 +279,23 @@ pub(crate) const FAMILIES: &[Family] = &[
             ]
         }),
         &["direction"],
+    ),
+    with_labels(
+        family("qproxy_quic_datagrams_handed_off_total", Counter, "Datagrams a worker received for another worker's connection: handed to it, or dropped with its backlog full.", |i| {
+            vec![
+                ("result=\"delivered\"".into(), i.proxy.handed_off.load(Relaxed)),
+                ("result=\"dropped\"".into(), i.proxy.handed_off_dropped.load(Relaxed)),
+            ]
+        }),
+        &["result"],
+    ),
+    with_labels(
+        in_json(family("qproxy_worker_connections", Gauge, "Live HTTP/3 connections per worker.", |i| per_worker(i, |w| w.connections)), Json::Live("worker_connections")),
+        &["worker"],
+    ),
+    with_labels(
+        in_json(family("qproxy_worker_datagrams_received_total", Counter, "UDP datagrams each worker received from its sockets.", |i| per_worker(i, |w| w.datagrams_received)), Json::Top("worker_datagrams_received")),
+        &["worker"],
     ),
     family("qproxy_udp_paced_total", Counter, "Datagrams held until their pacing time.", |i| one(i.proxy.udp_paced.load(Relaxed))),
     family("qproxy_backend_connect_errors_total", Counter, "Failed backend connections.", |i| one(i.proxy.connect_errors.load(Relaxed))),

@@ -1,11 +1,13 @@
-//! Where log lines go. Access lines, one per request, are the hot path: they collect in a buffer that the
-//! worker flushes once per loop turn (and when it holds 64 KiB, and when the proxy stops), so a request
-//! costs no write syscall of its own. Every other line (warnings, the stats and health threads) goes to
-//! standard error at once, as before.
+//! Where log lines go. Access lines, one per request, are the hot path: they collect in a buffer of the
+//! worker's own thread (no lock between workers) that it flushes once per loop turn (and when it holds
+//! 64 KiB, and when it stops), so a request costs no write syscall of its own; a flush writes whole
+//! lines under standard error's lock, so workers' lines never interleave. Every other line (warnings,
+//! the stats and health threads) goes to standard error at once.
 
 use std::io::{self, Write};
 
-use parking_lot::Mutex;
+use std::cell::RefCell;
+
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The access log's tracing target.
@@ -14,16 +16,21 @@ pub(crate) const ACCESS_TARGET: &str = "qproxy::access";
 /// Past this many buffered bytes, a write flushes.
 const FLUSH_AT: usize = 64 * 1024;
 
-static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
-/// Writes the buffered access lines to standard error.
+/// Writes this thread's buffered access lines to standard error.
 pub(crate) fn flush() {
-    let mut buffer = BUFFER.lock();
+    BUFFER.with_borrow_mut(write_out);
+}
+
+fn write_out(buffer: &mut Vec<u8>) {
     if buffer.is_empty() {
         return;
     }
     // A closed stderr is no reason to stop serving.
-    let _ = io::stderr().lock().write_all(&buffer);
+    let _ = io::stderr().lock().write_all(buffer);
     buffer.clear();
 }
 
@@ -43,12 +50,12 @@ impl Write for LineWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             LineWriter::Buffered => {
-                let mut buffer = BUFFER.lock();
-                buffer.extend_from_slice(data);
-                if buffer.len() >= FLUSH_AT {
-                    let _ = io::stderr().lock().write_all(&buffer);
-                    buffer.clear();
-                }
+                BUFFER.with_borrow_mut(|buffer| {
+                    buffer.extend_from_slice(data);
+                    if buffer.len() >= FLUSH_AT {
+                        write_out(buffer);
+                    }
+                });
                 Ok(data.len())
             }
             LineWriter::Stderr(e) => e.write(data),
@@ -88,9 +95,12 @@ mod tests {
         let writer = LogWriter;
         let mut line = LineWriter::Buffered;
         line.write_all(b"one\n").unwrap();
-        assert!(BUFFER.lock().ends_with(b"one\n"));
+        assert!(BUFFER.with_borrow(|b| b.ends_with(b"one\n")));
+        std::thread::spawn(|| assert!(BUFFER.with_borrow(Vec::is_empty), "another thread's buffer"))
+            .join()
+            .unwrap();
         flush();
-        assert!(BUFFER.lock().is_empty());
+        assert!(BUFFER.with_borrow(Vec::is_empty));
         assert!(matches!(writer.make_writer(), LineWriter::Stderr(_)));
     }
 }

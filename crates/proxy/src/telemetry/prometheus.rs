@@ -132,7 +132,7 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::telemetry::counters::ProxyCounters;
+    use crate::telemetry::counters::{ProxyCounters, WorkerFigures};
     use qcc::Snapshot;
 
     #[test]
@@ -164,7 +164,18 @@ mod tests {
             layers: &layers,
             proxy: &p,
             runtime: &runtime,
+            workers: &[
+                WorkerFigures::default(),
+                WorkerFigures {
+                    connections: 2,
+                    ..Default::default()
+                },
+            ],
         });
+        assert!(
+            text.contains("qproxy_worker_connections{worker=\"1\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("qproxy_h3_streams 3\n"));
         assert!(text.contains("qproxy_http_requests_total{class=\"5xx\"} 1\n"));
         assert!(text.contains("qproxy_http_requests_total{class=\"none\"} 1\n"));

@@ -6,22 +6,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use qcc::Counters;
-
 use crate::config::StatsFrontend;
-use crate::telemetry::counters::ProxyCounters;
+use crate::telemetry::counters::{ProxyCounters, WorkerCounters, WorkerFigures};
 use crate::telemetry::families::Inputs;
 use crate::telemetry::json::json_view;
 use crate::telemetry::prometheus::render;
-use crate::upstream::live::SharedRuntime;
+use crate::upstream::live::{Runtime, SharedRuntime};
 
 /// What the stats listener reads.
 #[derive(Clone)]
 pub(crate) struct StatsInputs {
-    /// The layers' counters.
-    pub(crate) layers: Arc<Counters>,
-    /// The proxy's own counters.
-    pub(crate) proxy: Arc<ProxyCounters>,
+    /// Every worker's counters, by worker index.
+    pub(crate) workers: Arc<[WorkerCounters]>,
     /// Frontends, backends and servers.
     pub(crate) runtime: SharedRuntime,
 }
@@ -39,6 +35,24 @@ pub(crate) fn spawn(frontend: &StatsFrontend, sources: StatsInputs) -> std::io::
             }
         })?;
     Ok(local)
+}
+
+/// Calls `f` with every worker's counters summed, and each worker's figures.
+fn with_inputs<T>(sources: &StatsInputs, runtime: &Runtime, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
+    let mut layers = qcc::Snapshot::default();
+    let mut workers = Vec::with_capacity(sources.workers.len());
+    for w in sources.workers.iter() {
+        let snapshot = w.layers.snapshot();
+        layers += &snapshot;
+        workers.push(WorkerFigures::of(&snapshot, &w.proxy));
+    }
+    let proxy = ProxyCounters::sum(sources.workers.iter().map(|w| &*w.proxy));
+    f(&Inputs {
+        layers: &layers,
+        proxy: &proxy,
+        runtime,
+        workers: &workers,
+    })
 }
 
 fn serve(
@@ -61,20 +75,10 @@ fn serve(
     let path = target.split('?').next().unwrap_or("");
     let runtime = sources.runtime.read().clone();
     let (status, kind, body) = if metrics.as_deref() == Some(path) {
-        let layers = sources.layers.snapshot();
-        let text = render(&Inputs {
-            layers: &layers,
-            proxy: &sources.proxy,
-            runtime: &runtime,
-        });
+        let text = with_inputs(sources, &runtime, render);
         ("200 OK", "text/plain; version=0.0.4", text)
     } else if stats.as_deref() == Some(path) {
-        let layers = sources.layers.snapshot();
-        let view = json_view(&Inputs {
-            layers: &layers,
-            proxy: &sources.proxy,
-            runtime: &runtime,
-        });
+        let view = with_inputs(sources, &runtime, json_view);
         ("200 OK", "application/json", view.to_string())
     } else {
         let served: Vec<&str> = metrics.iter().chain(stats).map(String::as_str).collect();

@@ -36,16 +36,16 @@ impl Worker {
         if len < 1200 {
             return None;
         }
-        let random_cid: Vec<u8> = (0..CID_LEN).map(|_| self.rng.u8(..)).collect();
+        let issued_cid = self.cids.issue(self.me, &mut self.rng).to_vec();
         let (scid, odcid) = if self.listeners[listener].force_retry {
             let token = hdr.token.as_deref().unwrap_or_default();
             if hdr.ty != quiche::Type::Initial {
                 return None;
             }
             if token.is_empty() {
-                // Stateless: the client comes back to `random_cid` with the token, or not at all.
+                // Stateless: the client comes back to `issued_cid` with the token, or not at all.
                 let token = self.retry_tokens.mint(peer, &hdr.dcid, SystemTime::now());
-                let new_scid = quiche::ConnectionId::from_ref(&random_cid);
+                let new_scid = quiche::ConnectionId::from_ref(&issued_cid);
                 let n = quiche::retry(
                     &hdr.scid,
                     &hdr.dcid,
@@ -68,7 +68,7 @@ impl Worker {
             self.proxy.count_retry(RetryOutcome::Validated);
             (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
         } else {
-            (random_cid, None)
+            (issued_cid, None)
         };
         let scid = quiche::ConnectionId::from_vec(scid);
         let conn = match Connection::accept(

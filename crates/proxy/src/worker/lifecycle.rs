@@ -1,40 +1,58 @@
-//! Signals: graceful stop (GOAWAY, drain, `hard-stop-after`), the forced stop, and SIGHUP reload.
+//! The supervisor's orders: graceful stop (GOAWAY, drain, `hard-stop-after`), the forced stop, a
+//! reloaded configuration; and datagrams other workers handed over.
 
 use super::*;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
-use signal_hook::consts::SIGHUP;
-
 use crate::config::Config;
 use crate::upstream::balance::Balancer;
-use crate::upstream::health::HealthChecks;
 use crate::upstream::live::Runtime;
 use crate::upstream::Termination;
+use inbox::{Control, HandedOff};
 
 impl Worker {
-    pub(super) fn on_signals(&mut self) -> Result<Option<Exit>> {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        for signal in pending {
-            match signal {
-                SIGHUP => self.reload(),
-                _ if self.run != Run::Serving => {
-                    tracing::warn!("second stop signal: closing every connection now");
+    /// Takes what the inbox holds: orders first, then the datagrams that were there when it was read.
+    /// Returns how the worker ends when an order ends it.
+    pub(super) fn read_inbox(&mut self) -> Option<Exit> {
+        while let Ok(order) = self.inbox.control.try_recv() {
+            let now = Instant::now();
+            match order {
+                Control::Reload { config, runtime } => self.apply_reload(config, runtime),
+                Control::Stop { hard_stop } if self.run == Run::Serving => self.begin_stop(now, hard_stop),
+                Control::Stop { .. } => {}
+                Control::Force => {
+                    tracing::warn!(worker = self.me, "forced stop: closing every connection now");
                     self.force_close();
-                    return Ok(Some(Exit::Forced));
+                    return Some(Exit::Forced);
                 }
-                _ => self.begin_stop(Instant::now()),
+                Control::DrainQueue(backend) => self.drain_queue(&backend, now),
             }
         }
-        Ok(None)
+        // Bounded by what is there now: the others keep posting while this worker works.
+        for _ in 0..self.inbox.datagrams.len() {
+            let Ok(HandedOff {
+                listener,
+                peer,
+                mut bytes,
+            }) = self.inbox.datagrams.try_recv()
+            else {
+                break;
+            };
+            self.on_datagram(listener, &mut bytes, peer);
+        }
+        None
     }
 
-    /// Graceful stop: GOAWAY to every client, no new connection, requests in flight finish.
-    pub(crate) fn begin_stop(&mut self, now: Instant) {
-        let hard = self.config.global.hard_stop_after.map(|d| now + d);
-        tracing::info!(connections = self.slots.len(), "stopping: GOAWAY to every client");
-        self.run = Run::Draining { hard_stop: hard };
+    /// Graceful stop: GOAWAY to every client, no new connection, requests in flight finish, until
+    /// `hard_stop`.
+    pub(crate) fn begin_stop(&mut self, now: Instant, hard_stop: Option<Instant>) {
+        tracing::info!(
+            worker = self.me,
+            connections = self.slots.len(),
+            "stopping: GOAWAY to every client"
+        );
+        self.run = Run::Draining { hard_stop };
         self.pool.clear();
         for (index, slot) in self.slots.iter_mut() {
             if let ServerConn::Live(c) = &mut slot.conn {
@@ -71,48 +89,20 @@ impl Worker {
         self.pool.clear();
     }
 
-    /// SIGHUP: read the configuration again for new requests. Listeners and TLS stay as they are.
-    pub(super) fn reload(&mut self) {
-        let Some(path) = self.config_path.clone() else {
-            tracing::warn!("SIGHUP: no configuration file to reload");
-            return;
-        };
-        match Config::load(&path) {
-            Ok(new) => {
-                let binds = |c: &Config| c.frontends.iter().map(|f| f.binds.clone()).collect::<Vec<_>>();
-                if binds(&new) != binds(&self.config) {
-                    tracing::warn!(
-                        "SIGHUP: listener changes need a restart; keeping the running configuration"
-                    );
-                    return;
-                }
-                let runtime = Arc::new(Runtime::new(&new, Some(&self.runtime)));
-                let health = match HealthChecks::start(&new, &runtime) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::error!(
-                            "SIGHUP: starting health checks: {e}; keeping the running configuration"
-                        );
-                        return;
-                    }
-                };
-                self.balancers = new
-                    .backends
-                    .iter()
-                    .map(|b| Balancer::new(b, self.rng.u64(..)))
-                    .collect();
-                self.health = health;
-                *self.shared.write() = runtime.clone();
-                self.runtime = runtime;
-                self.config = Arc::new(new);
-                tracing::info!(path = %path.display(), checks = self.health.checked(), "configuration reloaded");
-                // Queued requests of a backend that is gone get their 503 now; the others may fit.
-                let names: Vec<String> = self.queues.keys().cloned().collect();
-                for name in names {
-                    self.drain_queue(&name, Instant::now());
-                }
-            }
-            Err(e) => tracing::error!("SIGHUP: {e}; keeping the running configuration"),
+    /// A reloaded configuration, for new requests: balancers start afresh, servers keep their state (the
+    /// supervisor carried it into `runtime`). Listeners and TLS stay as they are.
+    fn apply_reload(&mut self, config: Arc<Config>, runtime: Arc<Runtime>) {
+        self.balancers = config
+            .backends
+            .iter()
+            .map(|b| Balancer::new(b, self.rng.u64(..)))
+            .collect();
+        self.runtime = runtime;
+        self.config = config;
+        // Queued requests of a backend that is gone get their 503 now; the others may fit.
+        let names: Vec<String> = self.queues.keys().cloned().collect();
+        for name in names {
+            self.drain_queue(&name, Instant::now());
         }
     }
 }

@@ -10,8 +10,10 @@ use anyhow::{Context, Result};
 use qcc::route::CidRoute;
 use qcc::{Limits, ServerConfig, TransportParams};
 
+use super::steering;
 use super::udp::{RxBufs, UdpIo, RX_BATCH};
 use crate::config::{CcAlgo, Config, QuicBind};
+use crate::frontend::cid::CidLayout;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub(super) struct Listener {
@@ -24,7 +26,29 @@ pub(super) struct Listener {
     pub(super) force_retry: bool,
 }
 
-pub(super) fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
+/// Every bind's sockets, one per worker (`result[worker][bind]`, binds in configuration order), each in
+/// its address's reuseport group in worker order: the group's socket index is the worker index, which
+/// the steering program returns. A port 0 is chosen by the first worker's socket and shared by the rest.
+pub(crate) fn bind_all(config: &Config, layout: &CidLayout) -> Result<Vec<Vec<std::net::UdpSocket>>> {
+    let workers = layout.workers();
+    let mut sockets: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    for bind in config.frontends.iter().flat_map(|f| &f.binds) {
+        let first = udp_socket(bind.addr)?;
+        let local = first.local_addr()?;
+        if workers > 1 && config.global.kernel_steering {
+            if let Err(e) = steering::attach(&first, layout) {
+                tracing::warn!(%local, error = %e, "no kernel steering: misrouted datagrams are handed over between workers");
+            }
+        }
+        sockets[0].push(first);
+        for worker in sockets.iter_mut().skip(1) {
+            worker.push(udp_socket(local)?);
+        }
+    }
+    Ok(sockets)
+}
+
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -122,11 +146,21 @@ impl Worker {
         let local = self.listeners[listener].local;
         let index = match self.router.route(datagram) {
             CidRoute::Owner(index) => index,
-            CidRoute::New { dcid } => match self.accept(listener, datagram, peer, &dcid, now) {
-                Some(index) => index,
-                None => return,
-            },
             CidRoute::Drop => return,
+            route => {
+                let owner = self.cids.owner(datagram);
+                if owner != self.me {
+                    self.hand_off(owner, listener, datagram, peer);
+                    return;
+                }
+                let CidRoute::New { dcid } = route else {
+                    return; // Ours by its ID, and gone.
+                };
+                match self.accept(listener, datagram, peer, &dcid, now) {
+                    Some(index) => index,
+                    None => return,
+                }
+            }
         };
         let Some(slot) = self.slots.get_mut(index) else {
             return;
@@ -139,5 +173,30 @@ impl Worker {
         // The client may have moved (NAT rebinding, migration): answers go where it is now.
         slot.peer = peer;
         mark_dirty(&mut self.dirty, slot, index);
+    }
+
+    /// Gives a datagram to the worker that owns its connection (or would own it, for an Initial). The
+    /// owner is woken once at the end of this turn, whatever the number of datagrams.
+    fn hand_off(&mut self, owner: usize, listener: usize, datagram: &[u8], peer: SocketAddr) {
+        let handed = inbox::HandedOff {
+            listener,
+            peer,
+            bytes: datagram.into(),
+        };
+        if self.mailboxes.hand_off(owner, handed) {
+            self.proxy.handed_off.fetch_add(1, Relaxed);
+            self.to_wake |= 1 << owner;
+        } else {
+            self.proxy.handed_off_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Wakes every worker this turn handed datagrams to.
+    pub(super) fn wake_handed_to(&mut self) {
+        while self.to_wake != 0 {
+            let worker = self.to_wake.trailing_zeros() as usize;
+            self.to_wake &= self.to_wake - 1;
+            self.mailboxes.wake(worker);
+        }
     }
 }

@@ -1,7 +1,11 @@
-//! One worker: a mio event loop that owns its UDP sockets, its connections and their backend exchanges.
+//! One worker: a mio event loop on its own thread that owns its UDP sockets, its connections, their
+//! backend exchanges and its backend pool. `nbthread` workers run side by side and share nothing on the
+//! packet path: each has its own socket in every listener's reuseport group, and the connection IDs it
+//! issues name it ([`crate::frontend::cid`]), so the kernel steers datagrams to it ([`steering`]) and a
+//! datagram that reaches another worker anyway is handed over ([`inbox`]).
 //!
-//! Tokens: listener sockets are `0..n`, signals [`SIGNALS`], backend sockets `SOCKET_BASE + descriptor`
-//! ([`sockets`]: registered once, whoever has them).
+//! Tokens: listener sockets are `0..n`, the inbox [`inbox::WAKER`], backend sockets
+//! `SOCKET_BASE + descriptor` ([`sockets`]: registered once, whoever has them).
 //! Connections have no token: all their datagrams arrive on a listener socket and are routed by
 //! destination CID ([`qcc::route::CidRouter`]). Each turn: drain every ready socket until `WouldBlock`,
 //! fire due timers, then process every connection marked dirty (events, then transmit), then collect
@@ -11,17 +15,17 @@ mod accept;
 mod conns;
 mod early;
 mod idle_trim;
+pub(crate) mod inbox;
 mod lifecycle;
-mod listener;
+pub(crate) mod listener;
 mod pacing;
 mod queue;
 mod request;
 mod sockets;
+mod steering;
 mod udp;
 
 use std::io::ErrorKind;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,30 +35,25 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use qcc::route::CidRouter;
 use qcc::{Counters, ServerConn};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
+use crate::frontend::cid::{CidLayout, CID_LEN};
 use crate::frontend::retry_token::RetryTokens;
-use crate::telemetry::counters::ProxyCounters;
+use crate::telemetry::counters::{ProxyCounters, WorkerCounters};
 use crate::upstream::balance::Balancer;
-use crate::upstream::health::HealthChecks;
-use crate::upstream::live::{Runtime, SharedRuntime};
+use crate::upstream::live::Runtime;
 use crate::upstream::Pool;
 use crate::worker::idle_trim::IdleTrim;
 use conns::{mark_dirty, ConnHandle, Slots};
 use early::AwaitingHandshake;
-use listener::{tls_config, udp_socket, Listener};
+use inbox::{Inbox, Mailboxes, WAKER};
+use listener::{tls_config, Listener};
 use queue::Queues;
 use request::ActiveExchange;
 use sockets::{SocketOwners, SOCKET_BASE};
 use udp::{RxBufs, UdpIo, MAX_BATCH_BYTES, MAX_DATAGRAM};
 
-/// The signals token.
-const SIGNALS: Token = Token(1 << 20);
-/// Length of the connection IDs we issue (short headers carry no length).
-const CID_LEN: usize = 16;
 /// UDP socket buffer size asked for (the kernel may cap it at net.core.rmem_max / wmem_max).
 const UDP_BUFFER: usize = 8 * 1024 * 1024;
 
@@ -79,8 +78,37 @@ pub enum Exit {
     Forced,
 }
 
+/// What the supervisor gives a worker to start with. Every worker gets the same configuration,
+/// live state, CID layout and secrets.
+pub(crate) struct WorkerSetup {
+    /// Its index, which its connection IDs carry.
+    pub(crate) index: usize,
+    /// Its poll, on which the supervisor registered its inbox's waker.
+    pub(crate) poll: Poll,
+    /// Its socket of every listener, in configuration order (bound by [`listener::bind_all`]).
+    pub(crate) sockets: Vec<std::net::UdpSocket>,
+    /// What the others post to it.
+    pub(crate) inbox: Inbox,
+    /// Every worker's mailbox.
+    pub(crate) mailboxes: Arc<Mailboxes>,
+    /// The configuration in force.
+    pub(crate) config: Arc<Config>,
+    /// Its live state.
+    pub(crate) runtime: Arc<Runtime>,
+    /// How connection IDs are laid out.
+    pub(crate) cids: Arc<CidLayout>,
+    /// Retry tokens: one key for all workers (a client may come back to another one).
+    pub(crate) retry_tokens: Arc<RetryTokens>,
+    /// The TLS session ticket key: one for all workers, so a resumed session may land on any.
+    pub(crate) ticket_key: [u8; 48],
+    /// Its counters.
+    pub(crate) counters: WorkerCounters,
+}
+
 /// The event loop.
 pub(crate) struct Worker {
+    /// Its index among the workers.
+    me: usize,
     poll: Poll,
     listeners: Vec<Listener>,
     slots: Slots,
@@ -91,18 +119,19 @@ pub(crate) struct Worker {
     queues: Queues,
     pool: Pool,
     config: Arc<Config>,
-    config_path: Option<PathBuf>,
     balancers: Vec<Balancer>,
     runtime: Arc<Runtime>,
-    shared: SharedRuntime,
-    health: HealthChecks,
-    retry_tokens: RetryTokens,
+    cids: Arc<CidLayout>,
+    retry_tokens: Arc<RetryTokens>,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
+    inbox: Inbox,
+    mailboxes: Arc<Mailboxes>,
+    /// Workers this turn handed datagrams to, one bit each: woken once at the end of the turn.
+    to_wake: u64,
     serial: u64,
     dirty: Vec<usize>,
     run: Run,
-    signals: Signals,
     rng: fastrand::Rng,
     trim: IdleTrim,
     /// Events of the connection being handled (kept to reuse its allocation).
@@ -114,46 +143,55 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Binds every frontend's listeners and prepares the loop.
-    pub(crate) fn new(
-        config: Arc<Config>,
-        config_path: Option<PathBuf>,
-        counters: Arc<Counters>,
-        proxy: Arc<ProxyCounters>,
-        shared: SharedRuntime,
-    ) -> Result<Self> {
-        let poll = Poll::new()?;
+    /// Registers the worker's sockets and prepares its loop.
+    pub(crate) fn new(setup: WorkerSetup) -> Result<Self> {
+        let WorkerSetup {
+            index,
+            poll,
+            sockets,
+            inbox,
+            mailboxes,
+            config,
+            runtime,
+            cids,
+            retry_tokens,
+            ticket_key,
+            counters,
+        } = setup;
         let mut listeners = Vec::new();
-        for (f, frontend) in config.frontends.iter().enumerate() {
-            for bind in &frontend.binds {
-                let tls = tls_config(&config, f, bind)?;
-                let socket = UdpSocket::from_std(udp_socket(bind.addr)?);
-                let local = socket.local_addr()?;
-                let mut io = UdpIo::new(socket, config.global.udp_gso)
-                    .with_context(|| format!("UDP socket options on {local}"))?;
-                poll.registry()
-                    .register(io.socket_mut(), Token(listeners.len()), Interest::READABLE)?;
-                listeners.push(Listener {
-                    io,
-                    local,
-                    frontend: f,
-                    tls,
-                    force_retry: bind.force_retry,
-                });
-            }
+        let binds = config
+            .frontends
+            .iter()
+            .enumerate()
+            .flat_map(|(f, frontend)| frontend.binds.iter().map(move |b| (f, b)));
+        for ((f, bind), socket) in binds.zip(sockets) {
+            let mut tls = tls_config(&config, f, bind)?;
+            tls.quic_mut()
+                .set_ticket_key(&ticket_key)
+                .context("setting the TLS ticket key")?;
+            let socket = UdpSocket::from_std(socket);
+            let local = socket.local_addr()?;
+            let mut io = UdpIo::new(socket, config.global.udp_gso)
+                .with_context(|| format!("UDP socket options on {local}"))?;
+            poll.registry()
+                .register(io.socket_mut(), Token(listeners.len()), Interest::READABLE)?;
+            listeners.push(Listener {
+                io,
+                local,
+                frontend: f,
+                tls,
+                force_retry: bind.force_retry,
+            });
         }
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut rng = fastrand::Rng::new();
         let balancers = config
             .backends
             .iter()
             .map(|b| Balancer::new(b, rng.u64(..)))
             .collect();
-        let runtime = shared.read().clone();
-        let health = HealthChecks::start(&config, &runtime).context("starting health checks")?;
+        let proxy = counters.proxy;
         Ok(Worker {
+            me: index,
             poll,
             listeners,
             slots: Slots::default(),
@@ -163,19 +201,18 @@ impl Worker {
             queues: Queues::new(),
             pool: Pool::new(proxy.clone()),
             config,
-            config_path,
             balancers,
             runtime,
-            shared,
-            health,
-            retry_tokens: RetryTokens::new()
-                .map_err(|_| anyhow::anyhow!("no random key for Retry tokens"))?,
-            counters,
+            cids,
+            retry_tokens,
+            counters: counters.layers,
             proxy,
+            inbox,
+            mailboxes,
+            to_wake: 0,
             serial: 0,
             dirty: Vec::new(),
             run: Run::Serving,
-            signals,
             rng,
             trim: IdleTrim::new(Instant::now()),
             events: Vec::new(),
@@ -184,13 +221,14 @@ impl Worker {
         })
     }
 
-    /// The addresses the listeners are bound to (a port 0 in the config becomes a real port here).
-    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.local).collect()
+    /// Runs until a stop order has drained every connection (or a forced stop, or hard-stop-after).
+    pub(crate) fn run(&mut self) -> Result<Exit> {
+        let exit = self.turns();
+        crate::telemetry::log_buffer::flush();
+        exit
     }
 
-    /// Runs until a stop signal has drained every connection (or a second signal / hard-stop-after).
-    pub(crate) fn run(&mut self) -> Result<Exit> {
+    fn turns(&mut self) -> Result<Exit> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -203,8 +241,8 @@ impl Worker {
             }
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => {
-                        if let Some(exit) = self.on_signals()? {
+                    WAKER => {
+                        if let Some(exit) = self.read_inbox() {
                             return Ok(exit);
                         }
                     }
@@ -215,6 +253,7 @@ impl Worker {
                     Token(i) => self.read_listener(i),
                 }
             }
+            self.wake_handed_to();
             let now = Instant::now();
             self.fire_timers(now);
             self.process_dirty(now);
@@ -227,11 +266,12 @@ impl Worker {
             }
             if let Run::Draining { hard_stop: deadline } = self.run {
                 if self.slots.is_empty() {
-                    tracing::info!("all connections drained, exiting");
+                    tracing::info!(worker = self.me, "all connections drained, exiting");
                     return Ok(Exit::Graceful);
                 }
                 if deadline.is_some_and(|d| d <= now) {
                     tracing::warn!(
+                        worker = self.me,
                         connections = self.slots.len(),
                         "hard-stop-after reached, closing what is left"
                     );

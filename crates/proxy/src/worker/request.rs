@@ -455,6 +455,28 @@ impl Worker {
                 .checkin(addr, sock, PoolPolicy::of(&server.config.options), Instant::now());
         }
         self.drain_queue(&server.backend, Instant::now());
+        self.share_free_slot(&server.backend);
+    }
+
+    /// A server slot of `backend` came free: when other workers queue for it (the backend's count is
+    /// over this worker's own queue), they are told, so the slot is not left to this worker's queue
+    /// alone (`maxconn` counts every worker's requests).
+    fn share_free_slot(&self, backend: &str) {
+        if self.mailboxes.len() == 1 {
+            return;
+        }
+        let mine = self.queues.get(backend).map_or(0, |q| q.len() as u64);
+        let Some(view) = self.runtime.backends.iter().find(|b| b.backend.name == backend) else {
+            return;
+        };
+        if view.backend.queued.load(Relaxed) <= mine {
+            return;
+        }
+        let name: Arc<str> = backend.into();
+        for worker in (0..self.mailboxes.len()).filter(|&w| w != self.me) {
+            self.mailboxes
+                .order(worker, inbox::Control::DrainQueue(name.clone()));
+        }
     }
 
     /// Answers a request that never reached a server with the error `why` calls for, and ends it.
