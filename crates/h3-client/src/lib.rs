@@ -4,7 +4,7 @@
 //!
 //! Each connection sends every request concurrently. Options cover the interop runner's client-side
 //! behaviours: ChaCha20 only, a forced key update, session resumption with 0-RTT, and a port change
-//! (NAT rebinding) in the middle of the transfers.
+//! (NAT rebinding) in the middle of the transfers or while the connection is idle before its requests.
 
 pub mod chaos;
 pub mod load;
@@ -35,8 +35,8 @@ pub struct Options {
     pub key_update: bool,
     /// From the second connection on, resume the session and send the requests as 0-RTT.
     pub resume: bool,
-    /// Move to a new local UDP port once this many response bytes arrived (over all requests).
-    pub rebind_after: Option<u64>,
+    /// Whether and when to move to a new local UDP port.
+    pub rebind: Rebind,
     /// Give up on a connection after this long.
     pub timeout: Duration,
 }
@@ -52,10 +52,22 @@ impl Options {
             chacha20: false,
             key_update: false,
             resume: false,
-            rebind_after: None,
+            rebind: Rebind::Never,
             timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// A port change (NAT rebinding) on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebind {
+    /// Keep the port.
+    Never,
+    /// Once the handshake is over and the connection has been idle a moment, before any request: a NAT
+    /// binding that timed out on an idle connection.
+    WhileIdle,
+    /// Once this many response bytes arrived (over all requests), with data in flight.
+    AfterBytes(u64),
 }
 
 /// One request.
@@ -172,6 +184,17 @@ pub fn run(options: &Options, requests: &[Request]) -> Result<Vec<ConnectionRepo
     })
 }
 
+/// Moves the endpoint to a new local port.
+fn rebind(endpoint: &quinn::Endpoint, server: SocketAddr) -> Result<()> {
+    let to: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0".parse()?
+    } else {
+        "[::1]:0".parse()?
+    };
+    endpoint.rebind(UdpSocket::bind(to)?)?;
+    Ok(())
+}
+
 async fn connection(
     endpoint: &quinn::Endpoint,
     options: &Options,
@@ -195,6 +218,11 @@ async fn connection(
     let drive = tokio::spawn(async move {
         let _ = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });
+    if options.rebind == Rebind::WhileIdle {
+        // Long enough for the handshake's last flights to be acknowledged: nothing is in flight.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rebind(endpoint, options.server)?;
+    }
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for (index, request) in requests.iter().cloned().enumerate() {
@@ -237,20 +265,16 @@ async fn connection(
             answer
         }));
     }
-    let rebound = match options.rebind_after {
-        Some(after) => {
+    let rebound = match options.rebind {
+        Rebind::AfterBytes(after) => {
             while received.load(Ordering::Relaxed) < after && !tasks.iter().all(|t| t.is_finished()) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let to: SocketAddr = if options.server.is_ipv4() {
-                "127.0.0.1:0".parse()?
-            } else {
-                "[::1]:0".parse()?
-            };
-            endpoint.rebind(UdpSocket::bind(to)?)?;
+            rebind(endpoint, options.server)?;
             true
         }
-        None => false,
+        Rebind::WhileIdle => true,
+        Rebind::Never => false,
     };
     let mut answers = Vec::new();
     for task in tasks {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use h3_client::{run, Options, Request};
+use h3_client::{run, Options, Rebind, Request};
 use serde_json::json;
 
 /// HTTP/3 GETs (or a POST of --body-size bytes) over quinn + h3.
@@ -39,8 +39,11 @@ struct Cli {
     #[arg(long)]
     resume: bool,
     /// Change the local port once this many response bytes arrived.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", conflicts_with = "rebind_while_idle")]
     rebind_after: Option<u64>,
+    /// Change the local port after the handshake, before the requests (the connection idle).
+    #[arg(long)]
+    rebind_while_idle: bool,
     /// Seconds before a connection is given up.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -66,7 +69,11 @@ fn main() -> ExitCode {
         chacha20: cli.chacha20,
         key_update: cli.key_update,
         resume: cli.resume,
-        rebind_after: cli.rebind_after,
+        rebind: match (cli.rebind_after, cli.rebind_while_idle) {
+            (Some(bytes), _) => Rebind::AfterBytes(bytes),
+            (None, true) => Rebind::WhileIdle,
+            (None, false) => Rebind::Never,
+        },
         timeout: Duration::from_secs(cli.timeout),
     };
     let requests: Vec<Request> = cli.paths.iter().map(|p| Request::get(path_of(p))).collect();

@@ -76,6 +76,12 @@ impl Proxy {
         defaults: &str,
     ) -> Proxy {
         let dir = scratch();
+        // Two workers unless a test says otherwise, on any machine: every suite crosses workers.
+        let global = if global.contains("nbthread") {
+            global.to_string()
+        } else {
+            format!("    nbthread 2\n{global}")
+        };
         let (_ca, pem) = qproxy::tools::demo::write_certificates(&dir).unwrap();
         let (port, stats) = (free_udp_port(), free_tcp_port());
         let config = format!(

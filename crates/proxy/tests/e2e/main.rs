@@ -12,3 +12,4 @@ mod quinn_client;
 mod reuse;
 mod security;
 mod udp;
+mod workers;

@@ -1,0 +1,71 @@
+//! `nbthread 2`: connections spread over both workers, every datagram reaches the worker that owns its
+//! connection (by the kernel's steering, or handed over in user space), through client port changes.
+
+use h3_client::{run, Options, Rebind, Request};
+
+use crate::harness::{origin_bytes, Proxy};
+
+const BODY: usize = 1_000_000;
+
+/// 16 connections one after the other from one quinn endpoint, each moving to a new local port once
+/// its handshake is over (a NAT binding that timed out while idle), then downloading 1 MB. Returns the
+/// metrics once every gauge is back to zero. (A port change with data in flight is not used: quiche
+/// 0.30 never retransmits what was in flight on the old path, cloudflare/quiche#2452.)
+fn download_with_port_changes(proxy: &Proxy) -> std::collections::HashMap<String, u64> {
+    let origin = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let mut options = Options::new(origin, proxy.dir.join("ca.pem"));
+    options.connections = 16;
+    options.rebind = Rebind::WhileIdle;
+    let reports = run(&options, &[Request::get(format!("/bytes/{BODY}"))]).unwrap();
+    assert_eq!(reports.len(), 16);
+    for (c, report) in reports.iter().enumerate() {
+        assert!(report.rebound, "connection {c} changed its port");
+        let a = &report.answers[0];
+        assert_eq!((a.status, &a.error), (Some(200), &None), "connection {c}");
+        assert!(a.body == origin_bytes(BODY), "connection {c}: body differs");
+    }
+    proxy.assert_gauges_return_to_zero();
+    proxy.metrics()
+}
+
+fn origin_servers() -> String {
+    let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
+    format!("    server o1 {origin}\n")
+}
+
+#[test]
+fn the_kernel_steers_every_datagram_to_its_connections_worker_even_from_one_port() {
+    let proxy = Proxy::start(&origin_servers(), "");
+    let m = download_with_port_changes(&proxy);
+    // Every connection came from the same port as the one before it: only the connection ID tells the
+    // kernel where a datagram goes, and it never missed.
+    for w in 0..2 {
+        assert!(
+            m[&format!("qproxy_worker_datagrams_received_total{{worker=\"{w}\"}}")] > 0,
+            "worker {w} got no connection: {m:?}"
+        );
+    }
+    assert_eq!(
+        m["qproxy_quic_datagrams_handed_off_total{result=\"delivered\"}"],
+        0
+    );
+    assert_eq!(m["qproxy_quic_connections_total"], 16);
+    assert!(proxy.log().contains("workers=2"), "{}", proxy.log());
+}
+
+#[test]
+fn without_kernel_steering_misrouted_datagrams_are_handed_to_their_owner() {
+    let proxy = Proxy::start_with(
+        &origin_servers(),
+        "",
+        "    nbthread 2\n    tune.quic.disable-kernel-steering\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    let m = download_with_port_changes(&proxy);
+    assert!(
+        m["qproxy_quic_datagrams_handed_off_total{result=\"delivered\"}"] > 0,
+        "the kernel's hash sent no datagram to the wrong worker: {m:?}"
+    );
+    assert_eq!(m["qproxy_quic_datagrams_handed_off_total{result=\"dropped\"}"], 0);
+    assert_eq!(m["qproxy_quic_connections_total"], 16);
+}
