@@ -7,7 +7,10 @@ use anyhow::{bail, Context, Result};
 
 use super::builtin::{Builtin, BIG};
 use super::clients::{gtls, num, Target};
-use super::procfs::{cpu_ticks, rss_kib};
+use super::procfs::{cpu_ticks, rss_kib, thread_ticks};
+
+/// The name qproxy gives its worker threads (then the worker's index).
+const WORKER_THREAD: &str = "qproxy-worker-";
 
 /// Counts and durations, full or `--quick`.
 pub(crate) struct Sizes {
@@ -108,13 +111,33 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// CPU µs the proxy spent while `f` ran (plus 200 ms for what it finishes after the client).
-    fn cpu_us<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    /// CPU µs the proxy spent while `f` ran (plus 200 ms for what it finishes after the client), and
+    /// how it spread over qproxy's workers (`workers 52/48 %`, empty with one worker or another proxy).
+    fn cpu_us<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, f64, String)> {
         let before = cpu_ticks(self.pid)?;
+        let workers_before = thread_ticks(self.pid, WORKER_THREAD)?;
         let value = f()?;
         std::thread::sleep(Duration::from_millis(200));
         let ticks = cpu_ticks(self.pid)?.saturating_sub(before);
-        Ok((value, ticks as f64 * 1e6 / self.ticks_per_second as f64))
+        let workers = thread_ticks(self.pid, WORKER_THREAD)?;
+        let spent: Vec<u64> = workers
+            .iter()
+            .map(|(name, t)| {
+                let was = workers_before.iter().find(|(n, _)| n == name).map_or(0, |w| w.1);
+                t.saturating_sub(was)
+            })
+            .collect();
+        let total: u64 = spent.iter().sum();
+        let spread = if spent.len() > 1 && total > 0 {
+            let shares: Vec<String> = spent
+                .iter()
+                .map(|t| format!("{:.0}", *t as f64 * 100.0 / total as f64))
+                .collect();
+            format!(", workers {} %", shares.join("/"))
+        } else {
+            String::new()
+        };
+        Ok((value, ticks as f64 * 1e6 / self.ticks_per_second as f64, spread))
     }
 }
 
@@ -148,7 +171,7 @@ fn get1k(ctx: &Ctx<'_>) -> Result<Outcome> {
     let secs = ctx.sizes.load_secs.to_string();
     let a = args(&["-c", "4", "-m", "16", "-d", &secs, "--threads", "2", "/1k"]);
     let limit = Duration::from_secs_f64(ctx.sizes.load_secs + 30.0);
-    let (v, cpu) = ctx.cpu_us(|| ctx.target.load(&a, limit))?;
+    let (v, cpu, spread) = ctx.cpu_us(|| ctx.target.load(&a, limit))?;
     let requests = num(&v, "requests");
     if requests == 0.0 {
         bail!("no request completed: {v}");
@@ -156,14 +179,15 @@ fn get1k(ctx: &Ctx<'_>) -> Result<Outcome> {
     Ok(Outcome {
         values: vec![("rps_1k", num(&v, "req_per_s")), ("cpu_1k", cpu / requests)],
         errors: num(&v, "errors") as u64,
-        note: format!("{requests} requests, p50 {} µs", num(&v, "p50_us")),
+        note: format!("{requests} requests, p50 {} µs{spread}", num(&v, "p50_us")),
     })
 }
 
 /// 4 gtlsclients × N 1 KiB GETs each, as ../shared/peers/README.md measured: req/s, CPU per request.
 fn get1k_gtls(ctx: &Ctx<'_>) -> Result<Outcome> {
     let n = ctx.sizes.gtls_requests;
-    let (run, cpu) = ctx.cpu_us(|| gtls(ctx.target.port, 4, n, "/1k", &[], Duration::from_secs(120)))?;
+    let (run, cpu, spread) =
+        ctx.cpu_us(|| gtls(ctx.target.port, 4, n, "/1k", &[], Duration::from_secs(120)))?;
     if run.ok == 0 {
         bail!("no 200 from gtlsclient: {}", run.failure.unwrap_or_default());
     }
@@ -173,7 +197,7 @@ fn get1k_gtls(ctx: &Ctx<'_>) -> Result<Outcome> {
             ("cpu_1k_gtls", cpu / run.ok as f64),
         ],
         errors: (run.expected - run.ok) as u64,
-        note: format!("{} of {} 200s", run.ok, run.expected),
+        note: format!("{} of {} 200s{spread}", run.ok, run.expected),
     })
 }
 
@@ -214,7 +238,8 @@ fn latency(ctx: &Ctx<'_>) -> Result<Outcome> {
 /// One 100 MiB GET with gtlsclient: MB/s (10^6 bytes), proxy CPU ms per MB.
 fn get100m(ctx: &Ctx<'_>) -> Result<Outcome> {
     let flags = ["--max-data=64M", "--max-stream-data-bidi-local=32M"];
-    let (run, cpu) = ctx.cpu_us(|| gtls(ctx.target.port, 1, 1, "/100m", &flags, Duration::from_secs(120)))?;
+    let (run, cpu, _) =
+        ctx.cpu_us(|| gtls(ctx.target.port, 1, 1, "/100m", &flags, Duration::from_secs(120)))?;
     if run.ok != 1 || run.failure.is_some() {
         bail!("the download failed: {}", run.failure.unwrap_or_default());
     }
@@ -233,7 +258,7 @@ fn get100m(ctx: &Ctx<'_>) -> Result<Outcome> {
 fn per_conn(ctx: &Ctx<'_>) -> Result<Outcome> {
     let n = ctx.sizes.per_conn.to_string();
     let a = args(&["-c", "16", "-m", "1", "--per-connection", "1", "-n", &n, "/1k"]);
-    let (v, cpu) = ctx.cpu_us(|| ctx.target.load(&a, Duration::from_secs(120)))?;
+    let (v, cpu, spread) = ctx.cpu_us(|| ctx.target.load(&a, Duration::from_secs(120)))?;
     let conns = num(&v, "connections");
     if conns == 0.0 {
         bail!("no connection: {v}");
@@ -241,7 +266,10 @@ fn per_conn(ctx: &Ctx<'_>) -> Result<Outcome> {
     Ok(Outcome {
         values: vec![("cpu_per_conn", cpu / conns)],
         errors: num(&v, "errors") as u64,
-        note: format!("{conns} connections, {:.0} conn/s", conns / num(&v, "elapsed_s")),
+        note: format!(
+            "{conns} connections, {:.0} conn/s{spread}",
+            conns / num(&v, "elapsed_s")
+        ),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The configuration each proxy runs in the bench: the same origin (`default`) and the built-in `/slow`
-//! server (requests whose path starts with `/slow`), one worker thread, no logging, the one certificate.
+//! server (requests whose path starts with `/slow`), `--threads` worker threads (1 by default), no
+//! logging, the one certificate.
 
 use std::net::SocketAddr;
 
@@ -11,13 +12,15 @@ pub(crate) struct Wiring<'a> {
     pub(crate) origin: SocketAddr,
     pub(crate) slow: SocketAddr,
     pub(crate) certs: &'a Certs,
+    /// Worker threads (`nbthread`, Caddy's GOMAXPROCS).
+    pub(crate) threads: usize,
 }
 
-/// qproxy, as `qproxy --demo` writes it (one worker is qproxy's only mode).
+/// qproxy, as `qproxy --demo` writes it, with `threads` workers.
 pub(crate) fn qproxy(w: &Wiring<'_>) -> String {
     format!(
         "global
-    nbthread 1
+    nbthread {threads}
     tune.quic.fe.max-idle-timeout 30s
 
 defaults
@@ -39,14 +42,16 @@ backend slow
         crt = w.certs.combined.display(),
         origin = w.origin,
         slow = w.slow,
+        threads = w.threads,
     )
 }
 
-/// HAProxy 3.4 as ../shared/peers/README.md gives it: one thread, `http-reuse safe`, no log.
+/// HAProxy 3.4 as ../shared/peers/README.md gives it (there with one thread), `http-reuse safe`, no
+/// log.
 pub(crate) fn haproxy(w: &Wiring<'_>) -> String {
     format!(
         "global
-    nbthread 1
+    nbthread {threads}
 
 defaults
     mode http
@@ -71,11 +76,12 @@ backend slow
         crt = w.certs.combined.display(),
         origin = w.origin,
         slow = w.slow,
+        threads = w.threads,
     )
 }
 
 /// Caddy 2: a Caddyfile with `reverse_proxy`, HTTP/3 on, no admin endpoint, no automatic HTTPS (the
-/// bench's certificate instead), errors only in the log. GOMAXPROCS=1 is set in its environment.
+/// bench's certificate instead), errors only in the log. GOMAXPROCS=`threads` is set in its environment.
 pub(crate) fn caddy(w: &Wiring<'_>) -> String {
     format!(
         "{{

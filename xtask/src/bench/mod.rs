@@ -29,11 +29,13 @@ use configs::Wiring;
 use report::{Report, Run};
 
 pub(crate) const USAGE: &str =
-    "usage: cargo xtask bench [--rounds N] [--quick] [--haproxy PATH] [--cases KEY,..] [--peers NAME,..]";
+    "usage: cargo xtask bench [--rounds N] [--quick] [--threads N] [--haproxy PATH] [--cases KEY,..] [--peers NAME,..]";
 
 struct Args {
     rounds: usize,
     quick: bool,
+    /// Worker threads of every proxy.
+    threads: usize,
     haproxy: Option<PathBuf>,
     /// Only these cases (their keys), when given.
     cases: Option<Vec<String>>,
@@ -50,6 +52,7 @@ fn parse(args: &[String]) -> Result<Args> {
     let mut parsed = Args {
         rounds: 3,
         quick: false,
+        threads: 1,
         haproxy: None,
         cases: None,
         peers: None,
@@ -64,6 +67,13 @@ fn parse(args: &[String]) -> Result<Args> {
                     .and_then(|v| v.parse().ok())
                     .filter(|n| (1..=100).contains(n))
                     .context("--rounds needs a number from 1 to 100")?
+            }
+            "--threads" => {
+                parsed.threads = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| (1..=64).contains(n))
+                    .context("--threads needs a number from 1 to 64")?
             }
             "--haproxy" => parsed.haproxy = Some(it.next().context("--haproxy needs a path")?.into()),
             "--cases" => {
@@ -90,6 +100,7 @@ struct Bench<'a> {
     slow: builtin::Builtin,
     sizes: Sizes,
     ticks: u64,
+    threads: usize,
 }
 
 impl Bench<'_> {
@@ -110,6 +121,7 @@ impl Bench<'_> {
             origin: self.origin.addr,
             slow: self.slow.addr,
             certs: &self.certs,
+            threads: self.threads,
         };
         let running = peer.start(&self.dir, &wiring)?;
         let ctx = Ctx {
@@ -230,6 +242,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         slow: builtin::Builtin::start()?,
         sizes: Sizes::new(args.quick),
         ticks: procfs::ticks_per_second(),
+        threads: args.threads,
         dir,
     };
     let (mut peers, skipped) = peers::find(root, args.haproxy.as_deref());
@@ -316,15 +329,18 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let title = format!(
-        "cargo xtask bench{}: medians of {} rounds, origin {}",
+        "cargo xtask bench{}: medians of {} rounds, {} worker thread{} each, origin {}",
         if args.quick { " --quick" } else { "" },
         args.rounds,
+        args.threads,
+        if args.threads == 1 { "" } else { "s" },
         bench.origin.kind
     );
     let setup = json!({
         "qproxy_commit": commit,
         "rounds": args.rounds,
         "quick": args.quick,
+        "threads": args.threads,
         "origin": bench.origin.kind,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "seconds": elapsed,

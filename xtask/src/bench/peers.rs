@@ -158,7 +158,7 @@ impl Peer {
                 std::fs::write(&cfg, configs::caddy(wiring))?;
                 cmd.args(["run", "--adapter", "caddyfile", "--config"])
                     .arg(cfg)
-                    .env("GOMAXPROCS", "1")
+                    .env("GOMAXPROCS", wiring.threads.to_string())
                     .env("HOME", dir)
                     .env("XDG_DATA_HOME", dir.join("caddy-data"))
                     .env("XDG_CONFIG_HOME", dir.join("caddy-config"));

@@ -57,6 +57,25 @@ fn stat_ticks(pid: &str, wanted: &[usize]) -> Result<u64> {
     wanted.iter().map(|n| field(*n)).sum()
 }
 
+/// utime + stime of each thread of `pid` whose name starts with `prefix`, by thread name (from
+/// /proc/PID/task/TID/stat): how the work spread over a proxy's workers.
+pub(crate) fn thread_ticks(pid: u32, prefix: &str) -> Result<Vec<(String, u64)>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid = task?.file_name().to_string_lossy().to_string();
+        let path = format!("{pid}/task/{tid}");
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{path}/comm")) else {
+            continue; // the thread ended
+        };
+        let comm = comm.trim();
+        if comm.starts_with(prefix) {
+            threads.push((comm.to_string(), stat_ticks(&path, &[14, 15])?));
+        }
+    }
+    threads.sort();
+    Ok(threads)
+}
+
 /// Resident set size of `pid`, in KiB.
 pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
