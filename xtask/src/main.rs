@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo_proc;
+mod fleet;
 mod integration;
 
 use std::process::{Command, ExitCode};
@@ -22,9 +23,10 @@ commands:
           interop cases against qproxy with gtlsclient, aioquic and quinn (h3get); a pass/fail matrix
   chaos [--requests N] [--seed S]
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
-  bench [--rounds N] [--quick] [--haproxy PATH]
+  bench [--rounds N] [--quick] [--threads N] [--haproxy PATH] [--cases K,..] [--peers P,..]
           qproxy, HAProxy (QUIC) and Caddy side by side: req/s, latency, MB/s, CPU and RSS; target/bench
-  ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, the test suite";
+  fleet   two qproxy instances behind a stateless nftables QUIC-LB balancer in network namespaces (root)
+  ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, fleet, the test suite";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
         Some("bench") => deps().and_then(|()| bench::bench(&args[1..])),
+        Some("fleet") => debug_binaries().and_then(|root| fleet::fleet(&root)),
         Some("ci") => ci(),
         _ => {
             eprintln!("{USAGE}");
@@ -221,7 +224,8 @@ fn e2e_release(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-fn run_integration(fast: bool) -> Result<()> {
+/// Builds the debug `qproxy`, `h3get` and `h3load` (after the prerequisites); returns the workspace root.
+fn debug_binaries() -> Result<std::path::PathBuf> {
     deps()?;
     cargo(&[
         "build",
@@ -234,7 +238,12 @@ fn run_integration(fast: bool) -> Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;
-    integration::integration(root, fast)
+    Ok(root.to_path_buf())
+}
+
+fn run_integration(fast: bool) -> Result<()> {
+    let root = debug_binaries()?;
+    integration::integration(&root, fast)
 }
 
 /// The chaos round of the end-to-end suite, at any size (release build: it is a load test).
@@ -258,13 +267,15 @@ fn chaos(args: &[String]) -> Result<()> {
 }
 
 /// What CI runs, the one list of its steps (`.ci/run` installs system packages, then calls this): fmt,
-/// clippy, the fast part of the interop matrix, and the README's test command, closed by one line that
+/// clippy, the fast part of the interop matrix, the fleet behind its nftables balancer, and the README's
+/// test command, closed by one line that
 /// sums every test binary's result.
 fn ci() -> Result<()> {
     deps()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     run_integration(true)?;
+    fleet::fleet(&debug_binaries()?)?;
     test_workspace()
 }
 

@@ -4,7 +4,6 @@
 //! `/slow/N`, `/reset/N`, `/malformed/N`, `/hang/N`). Completed `/ok/N` bodies are checked byte for byte.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -275,11 +274,7 @@ fn one_connection(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let bind: SocketAddr = if options.server.is_ipv4() {
-            "127.0.0.1:0".parse()?
-        } else {
-            "[::1]:0".parse()?
-        };
+        let bind = crate::any_local(options.server);
         let started = runtime.block_on(async {
             let mut endpoint = quinn::Endpoint::client(bind)?;
             endpoint.set_default_client_config(tls_config(options)?);

@@ -160,11 +160,7 @@ pub fn run(options: &Options, requests: &[Request]) -> Result<Vec<ConnectionRepo
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let bind: SocketAddr = if options.server.is_ipv4() {
-            "127.0.0.1:0".parse()?
-        } else {
-            "[::1]:0".parse()?
-        };
+        let bind = crate::any_local(options.server);
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(tls_config(options)?);
         let mut reports = Vec::new();
@@ -184,13 +180,20 @@ pub fn run(options: &Options, requests: &[Request]) -> Result<Vec<ConnectionRepo
     })
 }
 
+/// Any local address of `server`'s family, port 0: the kernel picks the source address for the route to
+/// the server (loopback, or another interface in a network namespace).
+pub fn any_local(server: SocketAddr) -> SocketAddr {
+    let ip: std::net::IpAddr = if server.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(ip, 0)
+}
+
 /// Moves the endpoint to a new local port.
 fn rebind(endpoint: &quinn::Endpoint, server: SocketAddr) -> Result<()> {
-    let to: SocketAddr = if server.is_ipv4() {
-        "127.0.0.1:0".parse()?
-    } else {
-        "[::1]:0".parse()?
-    };
+    let to = crate::any_local(server);
     endpoint.rebind(UdpSocket::bind(to)?)?;
     Ok(())
 }

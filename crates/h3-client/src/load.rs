@@ -217,11 +217,7 @@ fn endpoints(options: &LoadOptions) -> Result<Vec<quinn::Endpoint>> {
     transport.max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));
-    let bind: SocketAddr = if options.server.is_ipv4() {
-        "127.0.0.1:0".parse()?
-    } else {
-        "[::1]:0".parse()?
-    };
+    let bind = crate::any_local(options.server);
     (0..options.connections.clamp(1, 16))
         .map(|_| {
             let mut endpoint = quinn::Endpoint::client(bind)?;

@@ -7,7 +7,7 @@
 
 mod builtin;
 mod cases;
-mod cert;
+pub(crate) mod cert;
 mod child;
 mod clients;
 mod configs;
