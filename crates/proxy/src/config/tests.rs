@@ -267,3 +267,29 @@ fn words_handle_quotes_and_comments() {
         vec!["a", "b c", "d\\e", "f g"]
     );
 }
+
+#[test]
+fn workers_and_the_server_id() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.global.nbthread, None, "one worker per CPU unless nbthread says");
+    assert!(c.global.workers() >= 1);
+    assert!(c.global.kernel_steering && c.global.server_id.is_none());
+    let with = |lines: &str| base().replacen("global\n", &format!("global\n{lines}"), 1);
+    let c = parse(&with(
+        "  nbthread 3\n  server-id 0A1b\n  tune.quic.disable-kernel-steering\n",
+    ))
+    .unwrap();
+    assert_eq!((c.global.nbthread, c.global.workers()), (Some(3), 3));
+    assert_eq!(c.global.server_id.as_deref(), Some(&[0x0a, 0x1b][..]));
+    assert!(!c.global.kernel_steering);
+    assert_eq!(
+        parse(&with("  server-id 0xff\n")).unwrap().global.server_id,
+        Some(vec![0xff])
+    );
+    for bad in ["abc", "+f", "zz", "", "001122334455667788990011223344"] {
+        let (at, msg) = error_line(&with(&format!("  server-id '{bad}'\n")));
+        assert_eq!(at, 2, "{bad}: {msg}");
+        assert!(msg.contains("1 to 14 bytes in hex"), "{bad}: {msg}");
+    }
+    assert!(error_line(&with("  nbthread 65\n")).1.contains("from 1 to 64"));
+}

@@ -1,5 +1,6 @@
 //! `qproxy top --stats URL`: a refreshing terminal table of backends and servers (state, requests in
-//! flight, request rate, errors, checks) and the live objects of every layer, read from `stats uri`.
+//! flight, request rate, errors, checks), the live objects of every layer and each worker's connections
+//! and datagram rate, read from `stats uri`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -65,16 +66,29 @@ pub fn screen(view: &Value, previous: &mut HashMap<String, u64>, elapsed: Durati
         u64_at(view, "stale_wakeups"),
         u64_at(view, "out_of_order_releases"),
     );
-    let _ = writeln!(
-        out,
-        "{:<24} {:<5} {:>6} {:>6} {:>8} {:>10} {:>8} {:>8}  LAST CHECK",
-        "BACKEND/SERVER", "STATE", "WEIGHT", "ACTIVE", "QUEUED", "REQ/S", "5XX", "AVG MS"
-    );
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut rate = |key: String, total: u64| {
         let before = previous.insert(key, total);
         before.map_or(0.0, |b| total.saturating_sub(b) as f64 / secs)
     };
+    let mut workers = String::new();
+    for w in (0..).take_while(|w| live.get(format!("worker_connections_{w}")).is_some()) {
+        let datagrams = format!("worker_datagrams_received_{w}");
+        let _ = write!(
+            workers,
+            "  {w}: {} conns {:.0} dgram/s",
+            u64_at(live, &format!("worker_connections_{w}")),
+            rate(datagrams.clone(), u64_at(view, &datagrams)),
+        );
+    }
+    if !workers.is_empty() {
+        let _ = writeln!(out, "workers{workers}\n");
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>6} {:>6} {:>8} {:>10} {:>8} {:>8}  LAST CHECK",
+        "BACKEND/SERVER", "STATE", "WEIGHT", "ACTIVE", "QUEUED", "REQ/S", "5XX", "AVG MS"
+    );
     for b in view["backends"].as_array().into_iter().flatten() {
         let name = str_at(b, "name");
         let _ = writeln!(
@@ -141,7 +155,9 @@ mod tests {
     #[test]
     fn a_screen_shows_servers_states_and_rates() {
         let view = serde_json::json!({
-            "live": {"connections": 2, "streams": 5},
+            "live": {"connections": 2, "streams": 5, "worker_connections_0": 1, "worker_connections_1": 1},
+            "worker_datagrams_received_0": 10,
+            "worker_datagrams_received_1": 30,
             "stale_wakeups": 0,
             "out_of_order_releases": 0,
             "backends": [{
@@ -159,9 +175,15 @@ mod tests {
         assert!(first
             .lines()
             .any(|l| l.contains(" b (backup) ") && l.contains("DOWN") && l.contains("connection problem")));
+        assert!(
+            first.contains("workers  0: 1 conns 0 dgram/s  1: 1 conns 0 dgram/s"),
+            "{first}"
+        );
         let mut later = view.clone();
         later["backends"][0]["servers"][0]["requests_total"] = 80.into();
+        later["worker_datagrams_received_1"] = 50.into();
         let second = screen(&later, &mut previous, Duration::from_secs(2));
+        assert!(second.contains("1: 1 conns 10 dgram/s"), "{second}");
         let a = second.lines().find(|l| l.trim_start().starts_with("a ")).unwrap();
         assert!(a.contains("10.0"), "{a}");
     }
