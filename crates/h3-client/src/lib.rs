@@ -37,6 +37,9 @@ pub struct Options {
     pub resume: bool,
     /// Whether and when to move to a new local UDP port.
     pub rebind: Rebind,
+    /// Send the requests one after the other, each once the one before was answered and this long
+    /// has passed (instead of all at once).
+    pub pause_between: Option<Duration>,
     /// Give up on a connection after this long.
     pub timeout: Duration,
 }
@@ -53,6 +56,7 @@ impl Options {
             key_update: false,
             resume: false,
             rebind: Rebind::Never,
+            pause_between: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -228,7 +232,12 @@ async fn connection(
     }
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let mut answers = Vec::new();
     for (index, request) in requests.iter().cloned().enumerate() {
+        if let (Some(pause), Some(previous)) = (options.pause_between, tasks.pop()) {
+            answers.push(previous.await?);
+            tokio::time::sleep(pause).await;
+        }
         let mut send_request = send_request.clone();
         let (authority, received) = (
             format!("{}:{}", options.name, options.server.port()),
@@ -279,7 +288,6 @@ async fn connection(
         Rebind::WhileIdle => true,
         Rebind::Never => false,
     };
-    let mut answers = Vec::new();
     for task in tasks {
         answers.push(task.await?);
     }

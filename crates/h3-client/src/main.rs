@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             (None, false) => Rebind::Never,
         },
         timeout: Duration::from_secs(cli.timeout),
+        pause_between: None,
     };
     let requests: Vec<Request> = cli.paths.iter().map(|p| Request::get(path_of(p))).collect();
     match run(&options, &requests) {

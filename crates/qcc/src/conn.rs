@@ -164,6 +164,19 @@ impl Connection {
         self.transport.trace_id()
     }
 
+    /// The client's address as the transport has it: the peer of the active path once that path is
+    /// validated (RFC 9000, 9). A datagram from a new address changes nothing until quiche has migrated
+    /// the connection to it and the client proved it receives there; a forged or replayed datagram
+    /// with the connection's ID never does.
+    pub fn validated_peer(&self) -> Option<SocketAddr> {
+        let active = self.transport.path_stats().find(|p| p.active)?;
+        let (local, peer) = (active.local_addr, active.peer_addr);
+        self.transport
+            .is_path_validated(local, peer)
+            .ok()?
+            .then_some(peer)
+    }
+
     /// The `conn{id=...}` span to enter around work on this connection.
     pub fn span(&self) -> &tracing::Span {
         &self.span

@@ -170,8 +170,14 @@ impl Worker {
         if let Err(e) = res {
             tracing::debug!(error = %e, "datagram refused");
         }
-        // The client may have moved (NAT rebinding, migration): answers go where it is now.
-        slot.peer = peer;
+        // A datagram from another address moves the client (the address forwarded headers, hashing and
+        // logs use) only once quiche has migrated to it and validated it: anyone who saw the
+        // connection ID can send one. Answers always go where quiche sends them.
+        if peer != slot.peer {
+            if let Some(validated) = slot.conn.as_live().and_then(|c| c.validated_peer()) {
+                slot.peer = validated;
+            }
+        }
         mark_dirty(&mut self.dirty, slot, index);
     }
 

@@ -3,6 +3,7 @@
 
 mod balancing;
 mod chaos;
+mod client_address;
 mod harness;
 mod independent;
 mod lifecycle;
