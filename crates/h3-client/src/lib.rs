@@ -234,9 +234,11 @@ async fn connection(
     let mut tasks = Vec::new();
     let mut answers = Vec::new();
     for (index, request) in requests.iter().cloned().enumerate() {
-        if let (Some(pause), Some(previous)) = (options.pause_between, tasks.pop()) {
-            answers.push(previous.await?);
-            tokio::time::sleep(pause).await;
+        if let Some(pause) = options.pause_between {
+            if let Some(previous) = tasks.pop() {
+                answers.push(previous.await?);
+                tokio::time::sleep(pause).await;
+            }
         }
         let mut send_request = send_request.clone();
         let (authority, received) = (
