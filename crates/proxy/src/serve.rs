@@ -28,6 +28,7 @@ use crate::telemetry::stats_listener::{self, StatsInputs};
 use crate::upstream::health::HealthChecks;
 use crate::upstream::live::{Runtime, SharedRuntime};
 use crate::worker::inbox::{Control, Mailboxes};
+use crate::worker::limit::ConnLimit;
 use crate::worker::listener::bind_all;
 use crate::worker::{Worker, WorkerSetup};
 
@@ -70,6 +71,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         .collect::<std::io::Result<_>>()?;
     let (mailboxes, inboxes) = Mailboxes::new(&polls)?;
     let retry_tokens = Arc::new(RetryTokens::new().map_err(|_| anyhow!("no random key for Retry tokens"))?);
+    let conn_limit = ConnLimit::new(config.global.maxconn);
     let mut ticket_key = [0u8; 48];
     ring::rand::SystemRandom::new()
         .fill(&mut ticket_key)
@@ -96,6 +98,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
                 layers: counters[index].layers.clone(),
                 proxy: counters[index].proxy.clone(),
             },
+            conn_limit: conn_limit.clone(),
         };
         let (ended_tx, ready_tx, waker) = (ended_tx.clone(), ready_tx.clone(), waker.clone());
         let thread = std::thread::Builder::new()
@@ -130,6 +133,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         runtime,
         shared,
         mailboxes,
+        conn_limit,
         threads,
         ended,
         running: workers,
@@ -169,6 +173,7 @@ struct Supervisor {
     /// Dropped (stopping every checker) when the supervisor returns, or replaced on reload.
     health: Option<HealthChecks>,
     mailboxes: Arc<Mailboxes>,
+    conn_limit: Arc<ConnLimit>,
     threads: Vec<JoinHandle<()>>,
     ended: Receiver<anyhow::Result<Exit>>,
     running: usize,
@@ -278,6 +283,7 @@ impl Supervisor {
         let checks = health.checked();
         self.health = Some(health);
         *self.shared.write() = runtime.clone();
+        self.conn_limit.set_max(new.global.maxconn);
         self.runtime = runtime;
         self.config = Arc::new(new);
         self.order_all(|| Control::Reload {

@@ -156,11 +156,14 @@ pub(super) const GLOBAL: &[Keyword] = &[
         p.global.memory_trimming = false;
         no_more(args, 1)
     }),
+    kw(&["maxconn"], |p, args| {
+        p.global.maxconn = Some(count(args, "a connection count", 1, 10_000_000)? as usize);
+        Ok(())
+    }),
     ignored(&[
         "daemon",
         "master-worker",
         "log",
-        "maxconn",
         "user",
         "group",
         "chroot",
@@ -342,7 +345,7 @@ mod tests {
     #[test]
     fn errors_offer_what_the_tables_hold() {
         assert_eq!(expected(OPTIONS), "forwardfor, redispatch, allbackups or httpchk");
-        assert!(expected(GLOBAL).ends_with("tune.quic.disable-udp-gso or no-memory-trimming"));
+        assert!(expected(GLOBAL).ends_with("no-memory-trimming or maxconn"));
         assert!(
             !expected(FRONTEND).contains("log"),
             "ignored keywords are not offered"

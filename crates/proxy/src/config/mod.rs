@@ -86,6 +86,9 @@ pub struct Global {
     /// Cleared by `tune.quic.disable-kernel-steering`: a reuseport program steers datagrams to their
     /// worker (without it, every misrouted datagram is handed over in user space).
     pub kernel_steering: bool,
+    /// `maxconn`: HTTP/3 connections open at once over every frontend and worker (`None`: no limit);
+    /// the Initial of one more is dropped before anything is allocated for it.
+    pub maxconn: Option<usize>,
     /// `hard-stop-after`: a graceful stop ends by force after this.
     pub hard_stop_after: Option<Duration>,
     /// `tune.quic.fe.max-idle-timeout`.
@@ -119,6 +122,7 @@ impl Default for Global {
     fn default() -> Self {
         Global {
             nbthread: None,
+            maxconn: None,
             server_id: None,
             kernel_steering: true,
             hard_stop_after: None,

@@ -211,6 +211,8 @@ pub(crate) struct ProxyCounters {
     pub(crate) udp_send_calls: AtomicU64,
     /// Datagrams received by this worker for another's connection, and handed to it.
     pub(crate) handed_off: AtomicU64,
+    /// New connections whose Initial was dropped at the global `maxconn`.
+    pub(crate) refused_maxconn: AtomicU64,
     /// Datagrams for another worker's connection dropped because its backlog was full (or it had
     /// stopped).
     pub(crate) handed_off_dropped: AtomicU64,
@@ -247,6 +249,7 @@ impl ProxyCounters {
                 udp_send_calls,
                 handed_off,
                 handed_off_dropped,
+                refused_maxconn,
                 requests,
                 retries,
                 early_data,
@@ -268,6 +271,7 @@ impl ProxyCounters {
             add(&total.udp_send_calls, udp_send_calls);
             add(&total.handed_off, handed_off);
             add(&total.handed_off_dropped, handed_off_dropped);
+            add(&total.refused_maxconn, refused_maxconn);
             add_all(&total.requests, requests);
             add_all(&total.retries, retries);
             add_all(&total.early_data, early_data);

@@ -280,6 +280,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         }),
         &["direction"],
     ),
+    family("qproxy_quic_refused_connections_total", Counter, "New connections refused at the global maxconn (their Initial dropped).", |i| one(i.proxy.refused_maxconn.load(Relaxed))),
     with_labels(
         family("qproxy_quic_datagrams_handed_off_total", Counter, "Datagrams a worker received for another worker's connection: handed to it, or dropped with its backlog full.", |i| {
             vec![

@@ -6,6 +6,7 @@ use super::*;
 use crate::telemetry::counters::RetryOutcome;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
 use qcc::Connection;
@@ -36,6 +37,12 @@ impl Worker {
         if len < 1200 {
             return None;
         }
+        // Global `maxconn`: over it, the Initial is dropped before anything is kept for it (the client
+        // tries again, as after a lost datagram).
+        let Some(permit) = self.conn_limit.try_acquire() else {
+            self.proxy.refused_maxconn.fetch_add(1, Relaxed);
+            return None;
+        };
         let issued_cid = self.cids.issue(self.me, &mut self.rng).to_vec();
         let (scid, odcid) = if self.listeners[listener].force_retry {
             let token = hdr.token.as_deref().unwrap_or_default();
@@ -99,6 +106,7 @@ impl Worker {
             trace,
             span,
             exchanges: HashMap::new(),
+            _permit: permit,
             requests: 0,
             awaiting_handshake: Vec::new(),
             paced: None,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use qcc::Event;
 
+use super::limit::Permit;
 use super::pacing::{must_wait, Paced};
 use super::udp::{TxBatch, UdpIo, MAX_DATAGRAM};
 use crate::telemetry::counters::ProxyCounters;
@@ -25,6 +26,8 @@ pub(super) struct Slot {
     /// The connection's `conn{id=...}` span, entered around all work on it.
     pub(super) span: tracing::Span,
     pub(super) exchanges: HashMap<u64, usize>,
+    /// Its place under the global `maxconn`, given back when the slot goes.
+    pub(super) _permit: Permit,
     /// Requests that arrived on this connection so far (`http-reuse safe` treats the first apart).
     pub(super) requests: u64,
     /// Requests that came in early data and wait for the handshake to complete.

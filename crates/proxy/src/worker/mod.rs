@@ -17,6 +17,7 @@ mod early;
 mod idle_trim;
 pub(crate) mod inbox;
 mod lifecycle;
+pub(crate) mod limit;
 pub(crate) mod listener;
 mod pacing;
 mod queue;
@@ -103,6 +104,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) ticket_key: [u8; 48],
     /// Its counters.
     pub(crate) counters: WorkerCounters,
+    /// The global `maxconn`, shared by every worker.
+    pub(crate) conn_limit: Arc<limit::ConnLimit>,
 }
 
 /// The event loop.
@@ -123,6 +126,7 @@ pub(crate) struct Worker {
     runtime: Arc<Runtime>,
     cids: Arc<CidLayout>,
     retry_tokens: Arc<RetryTokens>,
+    conn_limit: Arc<limit::ConnLimit>,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
     inbox: Inbox,
@@ -157,6 +161,7 @@ impl Worker {
             retry_tokens,
             ticket_key,
             counters,
+            conn_limit,
         } = setup;
         let mut listeners = Vec::new();
         let binds = config
@@ -205,6 +210,7 @@ impl Worker {
             runtime,
             cids,
             retry_tokens,
+            conn_limit,
             counters: counters.layers,
             proxy,
             inbox,

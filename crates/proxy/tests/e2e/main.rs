@@ -7,6 +7,7 @@ mod client_address;
 mod harness;
 mod independent;
 mod lifecycle;
+mod limits;
 mod origins;
 mod proxying;
 mod quinn_client;
