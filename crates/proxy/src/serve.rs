@@ -94,10 +94,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
             cids: cids.clone(),
             retry_tokens: retry_tokens.clone(),
             ticket_key,
-            counters: WorkerCounters {
-                layers: counters[index].layers.clone(),
-                proxy: counters[index].proxy.clone(),
-            },
+            counters: counters[index].clone(),
             conn_limit: conn_limit.clone(),
         };
         let (ended_tx, ready_tx, waker) = (ended_tx.clone(), ready_tx.clone(), waker.clone());

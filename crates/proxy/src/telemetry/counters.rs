@@ -150,7 +150,7 @@ impl PoolEvent {
 }
 
 /// One worker's counters: the layers' and the proxy's own.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct WorkerCounters {
     /// The layers' (connections, streams, descriptors, budget).
     pub(crate) layers: Arc<qcc::Counters>,
