@@ -51,6 +51,14 @@ impl Traffic {
         self.active.fetch_add(1, Relaxed);
     }
 
+    /// A request starts, unless `max` (0: no limit) are in flight already. One atomic step, so that
+    /// workers racing for the last slot cannot both take it.
+    pub(crate) fn try_begin(&self, max: u64) -> bool {
+        self.active
+            .fetch_update(Relaxed, Relaxed, |n| (max == 0 || n < max).then_some(n + 1))
+            .is_ok()
+    }
+
     /// A request started with [`Traffic::begin`] leaves without being counted (it is retried elsewhere).
     pub(crate) fn abandon(&self) {
         self.active.fetch_sub(1, Relaxed);

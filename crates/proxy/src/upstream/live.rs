@@ -98,6 +98,12 @@ impl ServerRuntime {
         self.streaks.lock().last_check.clone()
     }
 
+    /// Takes a slot under its `maxconn` for a request (given back by the traffic's `end` or `abandon`);
+    /// false when every slot is taken, perhaps by another worker since the balancer looked.
+    pub(crate) fn try_begin(&self) -> bool {
+        self.traffic.try_begin(u64::from(self.config.options.maxconn))
+    }
+
     /// Below its `maxconn`.
     pub(crate) fn has_room(&self) -> bool {
         let max = self.config.options.maxconn;

@@ -213,6 +213,10 @@ impl Worker {
         now: Instant,
     ) {
         let server = self.runtime.backends[b].servers[s].clone();
+        if !server.try_begin() {
+            // Another worker took the last slot since the balancer looked: another server, or the queue.
+            return self.dispatch(attempt, forward, now);
+        }
         let addr = server.addr();
         let reuse = self.config.backends[b].settings.reuse;
         let take = match (reuse, forward.first) {
@@ -239,6 +243,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "backend connect failed");
+                    server.traffic.abandon();
                     self.observe(&server, Observed::ConnectError);
                     let mut attempt = attempt;
                     attempt.tried.push(s);
@@ -251,7 +256,6 @@ impl Worker {
                 }
             },
         };
-        server.traffic.begin();
         let stream = forward.stream;
         let conn = attempt.conn;
         let fd = sock.fd();
@@ -425,7 +429,7 @@ impl Worker {
     /// request ends.
     pub(super) fn end_exchange(&mut self, ex: usize, why: Termination, reusable: bool) {
         let Some(ActiveExchange {
-            attempt: _,
+            attempt,
             server,
             exchange,
             reuse,
@@ -455,24 +459,21 @@ impl Worker {
                 .checkin(addr, sock, PoolPolicy::of(&server.config.options), Instant::now());
         }
         self.drain_queue(&server.backend, Instant::now());
-        self.share_free_slot(&server.backend);
+        self.share_free_slot(&attempt.backend);
     }
 
     /// A server slot of `backend` came free: when other workers queue for it (the backend's count is
     /// over this worker's own queue), they are told, so the slot is not left to this worker's queue
     /// alone (`maxconn` counts every worker's requests).
-    fn share_free_slot(&self, backend: &str) {
-        if self.mailboxes.len() == 1 {
+    fn share_free_slot(&self, backend: &BackendRuntime) {
+        if self.mailboxes.len() == 1 || backend.queued.load(Relaxed) == 0 {
             return;
         }
-        let mine = self.queues.get(backend).map_or(0, |q| q.len() as u64);
-        let Some(view) = self.runtime.backends.iter().find(|b| b.backend.name == backend) else {
-            return;
-        };
-        if view.backend.queued.load(Relaxed) <= mine {
+        let mine = self.queues.get(&backend.name).map_or(0, |q| q.len() as u64);
+        if backend.queued.load(Relaxed) <= mine {
             return;
         }
-        let name: Arc<str> = backend.into();
+        let name: Arc<str> = backend.name.as_str().into();
         for worker in (0..self.mailboxes.len()).filter(|&w| w != self.me) {
             self.mailboxes
                 .order(worker, inbox::Control::DrainQueue(name.clone()));

@@ -3,7 +3,10 @@
 
 use h3_client::{run, Options, Rebind, Request};
 
-use crate::harness::{origin_bytes, Proxy};
+use std::time::{Duration, Instant};
+
+use crate::harness::{gtlsclient, origin_bytes, Proxy};
+use crate::origins::counting;
 
 const BODY: usize = 1_000_000;
 
@@ -68,4 +71,39 @@ fn without_kernel_steering_misrouted_datagrams_are_handed_to_their_owner() {
     );
     assert_eq!(m["qproxy_quic_datagrams_handed_off_total{result=\"dropped\"}"], 0);
     assert_eq!(m["qproxy_quic_connections_total"], 16);
+}
+
+/// `maxconn` counts every worker's requests, and a slot one worker frees may be another's to take:
+/// twelve connections (over both workers, by their random IDs) queue for a server that takes one request
+/// at a time, and every request is served long before `timeout queue`.
+#[test]
+fn a_server_slot_freed_on_one_worker_serves_the_queue_of_the_other() {
+    let slow = counting("slow", Duration::from_millis(100));
+    let proxy = Proxy::start(
+        &format!("    timeout queue 20s\n    server s {} maxconn 1\n", slow.addr),
+        "",
+    );
+    // gtlsclient ends each request stream with its header section (quinn's h3 sends the FIN apart,
+    // which the proxy forwards as an empty chunked body that this origin would count as a request).
+    let started = Instant::now();
+    let clients: Vec<_> = (0..12)
+        .map(|i| {
+            let (port, url) = (proxy.port, proxy.url(&format!("/q{i}")));
+            std::thread::spawn(move || gtlsclient(port, &[], &[url]))
+        })
+        .collect();
+    for client in clients {
+        let seen = client.join().unwrap();
+        assert_eq!(seen.statuses, vec![200], "{}", seen.output);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a queue waited for its own worker to free a slot"
+    );
+    assert_eq!(slow.peak(), 1, "maxconn 1 held over both workers");
+    let m = proxy.metrics();
+    for w in 0..2 {
+        assert!(m[&format!("qproxy_worker_datagrams_received_total{{worker=\"{w}\"}}")] > 0);
+    }
+    proxy.assert_gauges_return_to_zero();
 }
