@@ -45,6 +45,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
     let config = Arc::new(config);
     let cids = Arc::new(CidLayout::new(
         config.global.server_id.as_deref().map(|id| (id, 0)),
+        config.global.quic_lb_key.as_ref().map(|k| &k.0),
         workers,
     ));
     let runtime = Arc::new(Runtime::new(&config, None));
@@ -259,13 +260,14 @@ impl Supervisor {
                 binds,
                 g.workers(),
                 g.server_id.clone(),
+                g.quic_lb_key.clone(),
                 g.kernel_steering,
                 g.udp_gso,
             )
         };
         if fixed(&new) != fixed(&self.config) {
             tracing::warn!(
-                "SIGHUP: listener changes (binds, nbthread, server-id, UDP settings) need a restart; keeping the running configuration"
+                "SIGHUP: listener changes (binds, nbthread, server-id, quic-lb-key, UDP settings) need a restart; keeping the running configuration"
             );
             return;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::lexer::{duration_arg, need, no_more, size_arg, Res};
 use super::parser::Parser;
-use super::Timeouts;
+use super::{LbKey, Timeouts};
 
 /// Reads one keyword's line.
 pub(super) type Handler = fn(&mut Parser, &[String]) -> Res<()>;
@@ -106,6 +106,15 @@ pub(super) const GLOBAL: &[Keyword] = &[
                 "expected a server ID of 1 to 14 bytes in hex (e.g. 0a1b), found '{raw}'"
             ))?;
         p.global.server_id = Some(id);
+        no_more(args, 2)
+    }),
+    kw(&["quic-lb-key"], |p, args| {
+        let raw = need(args, 1, "a QUIC-LB key in hex")?;
+        let key = hex_bytes(raw)
+            .and_then(|k| <[u8; 16]>::try_from(k).ok())
+            .ok_or("expected a 16-byte AES-128 key as 32 hex digits")?;
+        p.global.quic_lb_key = Some(LbKey(key));
+        p.lb_key_line = p.line;
         no_more(args, 2)
     }),
     kw(&["tune.quic.disable-kernel-steering"], |p, args| {

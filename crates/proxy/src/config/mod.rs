@@ -83,6 +83,8 @@ pub struct Global {
     pub nbthread: Option<usize>,
     /// `server-id HEX`: the QUIC-LB server ID written into every connection ID (1 to 14 bytes).
     pub server_id: Option<Vec<u8>>,
+    /// `quic-lb-key HEX`: the AES-128 key of QUIC-LB's encrypted mode (needs `server-id`).
+    pub quic_lb_key: Option<LbKey>,
     /// Cleared by `tune.quic.disable-kernel-steering`: a reuseport program steers datagrams to their
     /// worker (without it, every misrouted datagram is handed over in user space).
     pub kernel_steering: bool,
@@ -112,9 +114,21 @@ pub struct Global {
 impl Global {
     /// Worker threads to run: `nbthread`, else one per CPU the process may use (its affinity and
     /// cgroup quota, as `std::thread::available_parallelism` reads them), at most 64.
+    /// With `quic-lb-key`, at most 32: the worker field of an encrypted ID is five bits.
     pub fn workers(&self) -> usize {
+        let most = if self.quic_lb_key.is_some() { 32 } else { 64 };
         self.nbthread
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(64)))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(most)))
+    }
+}
+
+/// A QUIC-LB key: a secret, so neither `Debug` nor the logs show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LbKey(pub [u8; 16]);
+
+impl std::fmt::Debug for LbKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LbKey(..)")
     }
 }
 
@@ -124,6 +138,7 @@ impl Default for Global {
             nbthread: None,
             maxconn: None,
             server_id: None,
+            quic_lb_key: None,
             kernel_steering: true,
             hard_stop_after: None,
             max_idle_timeout: Duration::from_secs(30),

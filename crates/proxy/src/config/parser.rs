@@ -41,6 +41,8 @@ pub(super) struct Parser {
     pub(super) backends: Vec<(Backend, usize)>,
     /// (line, backend name) references to check at the end.
     pub(super) backend_refs: Vec<(usize, String)>,
+    /// The line of `quic-lb-key`, checked against `server-id` and `nbthread` at the end.
+    pub(super) lb_key_line: usize,
 }
 
 impl Parser {
@@ -56,6 +58,7 @@ impl Parser {
             fronts: Vec::new(),
             backends: Vec::new(),
             backend_refs: Vec::new(),
+            lb_key_line: 0,
         }
     }
 
@@ -272,6 +275,23 @@ impl Parser {
         Ok((acl, negate))
     }
 
+    /// The encrypted mode seals the server ID and a nonce of at least 4 bytes in one 16-byte block, and
+    /// names the worker in five bits.
+    fn check_lb_key(&self) -> Result<(), ConfigError> {
+        let line = self.lb_key_line;
+        match self.global.server_id.as_deref().map(<[u8]>::len) {
+            None => Err(self.err_at(line, "quic-lb-key needs a 'server-id HEX' in global")),
+            Some(n) if n > 12 => Err(self.err_at(
+                line,
+                format!("quic-lb-key takes a server-id of at most 12 bytes (the nonce needs 4 of the block's 16), found {n}"),
+            )),
+            _ => match self.global.nbthread {
+                Some(n) if n > 32 => Err(self.err_at(line, format!("quic-lb-key allows at most 32 workers, found 'nbthread {n}'"))),
+                _ => Ok(()),
+            },
+        }
+    }
+
     fn finish(self) -> Result<Config, ConfigError> {
         let mut frontends = Vec::new();
         let mut stats = Vec::new();
@@ -319,6 +339,9 @@ impl Parser {
             if b.servers.is_empty() {
                 return Err(self.err_at(*line, format!("backend '{}' has no server", b.name)));
             }
+        }
+        if self.global.quic_lb_key.is_some() {
+            self.check_lb_key()?;
         }
         if frontends.is_empty() {
             return Err(self.err_at(

@@ -293,3 +293,39 @@ fn workers_and_the_server_id() {
     }
     assert!(error_line(&with("  nbthread 65\n")).1.contains("from 1 to 64"));
 }
+
+#[test]
+fn the_quic_lb_key_needs_a_short_enough_server_id_and_at_most_32_workers() {
+    let with = |lines: &str| base().replacen("global\n", &format!("global\n{lines}"), 1);
+    let key = "8f95f09245765f80256934e50c66207f";
+    let c = parse(&with(&format!(
+        "  quic-lb-key {key}\n  server-id ed793a51d49b8f5f\n"
+    )))
+    .unwrap();
+    assert_eq!(c.global.quic_lb_key.as_ref().map(|k| k.0[0]), Some(0x8f));
+    assert!(c.global.workers() <= 32);
+    assert_eq!(
+        format!("{:?}", c.global.quic_lb_key),
+        "Some(LbKey(..))",
+        "the key never shows"
+    );
+    for (lines, line, expected) in [
+        (format!("  quic-lb-key {key}\n"), 2, "needs a 'server-id HEX'"),
+        (
+            format!("  server-id 00112233445566778899aabbcc\n  quic-lb-key {key}\n"),
+            3,
+            "at most 12 bytes",
+        ),
+        (
+            format!("  nbthread 33\n  server-id 01\n  quic-lb-key {key}\n"),
+            4,
+            "at most 32 workers",
+        ),
+        ("  quic-lb-key 8f95\n".to_string(), 2, "16-byte AES-128 key"),
+        (format!("  quic-lb-key {key}00\n"), 2, "16-byte AES-128 key"),
+    ] {
+        let (at, msg) = error_line(&with(&lines));
+        assert_eq!(at, line, "{lines}: {msg}");
+        assert!(msg.contains(expected), "{lines}: {msg}");
+    }
+}

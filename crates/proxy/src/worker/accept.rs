@@ -24,7 +24,7 @@ impl Worker {
             return None; // Stopping: no new connection.
         }
         let len = datagram.len();
-        let hdr = quiche::Header::from_slice(datagram, CID_LEN).ok()?;
+        let hdr = quiche::Header::from_slice(datagram, self.cids.len()).ok()?;
         let local = self.listeners[listener].local;
         if !quiche::version_is_supported(hdr.version) {
             let n = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut self.out).ok()?;
@@ -43,7 +43,7 @@ impl Worker {
             self.proxy.refused_maxconn.fetch_add(1, Relaxed);
             return None;
         };
-        let issued_cid = self.cids.issue(self.me, &mut self.rng).to_vec();
+        let issued_cid = self.cids.issue(self.me, &mut self.rng);
         let (scid, odcid) = if self.listeners[listener].force_retry {
             let token = hdr.token.as_deref().unwrap_or_default();
             if hdr.ty != quiche::Type::Initial {

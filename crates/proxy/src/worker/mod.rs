@@ -39,7 +39,7 @@ use qcc::{Counters, ServerConn};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::frontend::cid::{CidLayout, CID_LEN};
+use crate::frontend::cid::CidLayout;
 use crate::frontend::retry_token::RetryTokens;
 use crate::telemetry::counters::{ProxyCounters, WorkerCounters};
 use crate::upstream::balance::Balancer;
@@ -200,7 +200,7 @@ impl Worker {
             poll,
             listeners,
             slots: Slots::default(),
-            router: CidRouter::new(CID_LEN),
+            router: CidRouter::new(cids.len()),
             exchanges: Slab::new(),
             owners: SocketOwners::default(),
             queues: Queues::new(),

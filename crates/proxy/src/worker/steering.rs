@@ -1,6 +1,6 @@
 //! Steering in the kernel: a classic-BPF program on each listener's reuseport group
 //! (`SO_ATTACH_REUSEPORT_CBPF`, as Envoy does) that picks the socket, hence the worker, from the worker
-//! byte of the destination connection ID ([`CidLayout`]). Sockets are bound in worker order, so the
+//! field of the destination connection ID ([`CidLayout`]). Sockets are bound in worker order, so the
 //! socket index is the worker index. A datagram the program cannot read (too short, a client ID too
 //! short to have the byte) returns an index past the group and the kernel falls back to its own hash;
 //! the worker that gets it hands it to its owner in user space.
@@ -22,6 +22,8 @@ const JGE: u16 = 0x35;
 const JGT: u16 = 0x25;
 /// `BPF_JMP | BPF_JA`.
 const JA: u16 = 0x05;
+/// `BPF_ALU | BPF_AND | BPF_K`.
+const AND: u16 = 0x54;
 /// `BPF_ALU | BPF_MOD | BPF_K`.
 const MOD: u16 = 0x94;
 /// `BPF_RET | BPF_A`.
@@ -36,22 +38,24 @@ type Insn = (u16, u8, u8, u32);
 
 /// The program for `layout`: offset 0 is the first byte of the UDP payload.
 pub(super) fn program(layout: &CidLayout) -> Vec<Insn> {
-    let w = layout.worker_offset() as u32;
+    let (w, mask) = layout.worker_field();
+    let w = w as u32;
     vec![
         (LDB, 0, 0, 0),                       // 0: A = first byte
         (JSET, 4, 0, 0x80),                   // 1: long header -> 6
         (LD_LEN, 0, 0, 0),                    // 2: short header
-        (JGE, 0, 9, 2 + w),                   // 3: no worker byte -> 13
+        (JGE, 0, 10, 2 + w),                  // 3: no worker field -> 14
         (LDB, 0, 0, 1 + w),                   // 4: A = DCID[w]
         (JA, 0, 0, 5),                        // 5: -> 11
         (LD_LEN, 0, 0, 0),                    // 6: long header
-        (JGE, 0, 5, 7 + w),                   // 7: too short -> 13
+        (JGE, 0, 6, 7 + w),                   // 7: too short -> 14
         (LDB, 0, 0, 5),                       // 8: A = DCID length
-        (JGT, 0, 3, w),                       // 9: no worker byte -> 13
+        (JGT, 0, 4, w),                       // 9: no worker field -> 14
         (LDB, 0, 0, 6 + w),                   // 10: A = DCID[w]
-        (MOD, 0, 0, layout.workers() as u32), // 11
-        (RET_A, 0, 0, 0),                     // 12: socket A
-        (RET_K, 0, 0, FALLBACK),              // 13: the kernel's hash
+        (AND, 0, 0, u32::from(mask)),         // 11: the field's bits
+        (MOD, 0, 0, layout.workers() as u32), // 12
+        (RET_A, 0, 0, 0),                     // 13: socket A
+        (RET_K, 0, 0, FALLBACK),              // 14: the kernel's hash
     ]
 }
 
@@ -104,6 +108,7 @@ mod tests {
                 JGE => pc += jump(a >= k),
                 JGT => pc += jump(a > k),
                 JA => pc += k as usize,
+                AND => a &= k,
                 MOD => a %= k,
                 RET_A => return a,
                 RET_K => return k,
@@ -115,8 +120,14 @@ mod tests {
     #[test]
     fn the_program_picks_the_worker_the_layout_names() {
         let mut rng = fastrand::Rng::with_seed(11);
-        for (sid, workers) in [(None, 2), (Some((&[7u8, 7, 7][..], 0)), 3), (None, 64)] {
-            let layout = CidLayout::new(sid, workers);
+        let key = [0x42; 16];
+        for (sid, key, workers) in [
+            (None, None, 2),
+            (Some((&[7u8, 7, 7][..], 0)), None, 3),
+            (None, None, 64),
+            (Some((&[7u8, 7, 7][..], 5)), Some(&key), 3),
+        ] {
+            let layout = CidLayout::new(sid, key, workers);
             let prog = program(&layout);
             for worker in 0..workers {
                 let cid = layout.issue(worker, &mut rng);
@@ -136,8 +147,15 @@ mod tests {
                 initial.extend((0..16 + 40).map(|_| rng.u8(..)));
                 assert_eq!(run(&prog, &initial) as usize, layout.owner(&initial));
             }
-            assert_eq!(run(&prog, &[0x40, 1]), FALLBACK, "too short for a worker byte");
-            assert_eq!(run(&prog, &[0xc0, 0, 0, 0, 1, 1, 9, 0, 0, 0, 0, 0]), FALLBACK);
+            for tiny in [&[0x40, 1][..], &[0xc0, 0, 0, 0, 1, 1, 9, 0, 0, 0, 0, 0]] {
+                let got = run(&prog, tiny);
+                if key.is_none() {
+                    assert_eq!(got, FALLBACK, "too short for a worker byte");
+                } else {
+                    // The field is in the first CID byte: one byte of ID is enough.
+                    assert_eq!(got as usize, layout.owner(tiny));
+                }
+            }
         }
     }
 }

@@ -2,77 +2,23 @@
 //! the one quiche has validated: datagrams that carry a live connection's ID from another address
 //! (anyone on the path sees the ID) do not move it.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use h3_client::{run, Options, Rebind, Request};
 
 use crate::harness::Proxy;
 use crate::origins::recording;
+use crate::relay::Relay;
 
-/// A relay between the client and the proxy that follows every short-header datagram it forwards with
-/// a forged one to the same connection ID from 127.0.0.2, the worst an off-path attacker who saw the ID
-/// can do: the forgery lands right behind each real datagram, often in the same receive batch.
-struct SpoofingRelay {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl SpoofingRelay {
-    fn start(proxy: SocketAddr) -> SpoofingRelay {
-        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let up = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let spoofer = UdpSocket::bind("127.0.0.2:0").unwrap();
-        for s in [&front, &up] {
-            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        }
-        let addr = front.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let (front2, up2) = (front.try_clone().unwrap(), up.try_clone().unwrap());
-        let (stop1, stop2, client1) = (stop.clone(), stop.clone(), client.clone());
-        let to_proxy = std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stop1.load(Relaxed) {
-                let Ok((n, from)) = front.recv_from(&mut buf) else {
-                    continue;
-                };
-                *client1.lock().unwrap() = Some(from);
-                let _ = up.send_to(&buf[..n], proxy);
-                if n > 17 && buf[0] & 0x80 == 0 {
-                    let mut forged = buf[..17].to_vec();
-                    forged.extend((0..40).map(|i| i as u8));
-                    let _ = spoofer.send_to(&forged, proxy);
-                }
-            }
-        });
-        let to_client = std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !stop2.load(Relaxed) {
-                let Ok(n) = up2.recv(&mut buf) else { continue };
-                if let Some(c) = *client.lock().unwrap() {
-                    let _ = front2.send_to(&buf[..n], c);
-                }
-            }
-        });
-        SpoofingRelay {
-            addr,
-            stop,
-            threads: vec![to_proxy, to_client],
-        }
-    }
-}
-
-impl Drop for SpoofingRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+/// Behind every short-header datagram the client sends, a forged one to the same connection ID from
+/// 127.0.0.2, the worst an off-path attacker who saw the ID can do: the forgery lands right behind each
+/// real datagram, often in the same receive batch.
+fn forgery(datagram: &[u8]) -> Option<Vec<u8>> {
+    (datagram.len() > 17 && datagram[0] & 0x80 == 0).then(|| {
+        let mut forged = datagram[..17].to_vec();
+        forged.extend((0..40).map(|i| i as u8));
+        forged
+    })
 }
 
 #[test]
@@ -82,7 +28,7 @@ fn forged_datagrams_with_a_live_connection_id_do_not_change_the_forwarded_addres
         &format!("    option forwardfor\n    server o1 {}\n", origin.addr),
         "",
     );
-    let relay = SpoofingRelay::start(format!("127.0.0.1:{}", proxy.port).parse().unwrap());
+    let relay = Relay::start(format!("127.0.0.1:{}", proxy.port).parse().unwrap(), forgery);
     let mut options = Options::new(relay.addr, proxy.dir.join("ca.pem"));
     options.connections = 4;
     let requests: Vec<Request> = (0..8).map(|i| Request::get(format!("/r{i}"))).collect();

@@ -11,6 +11,7 @@ mod limits;
 mod origins;
 mod proxying;
 mod quinn_client;
+mod relay;
 mod reuse;
 mod security;
 mod udp;

@@ -3,10 +3,13 @@
 
 use h3_client::{run, Options, Rebind, Request};
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::{gtlsclient, origin_bytes, Proxy};
 use crate::origins::counting;
+use crate::relay::Relay;
 
 const BODY: usize = 1_000_000;
 
@@ -105,5 +108,70 @@ fn a_server_slot_freed_on_one_worker_serves_the_queue_of_the_other() {
     for w in 0..2 {
         assert!(m[&format!("qproxy_worker_datagrams_received_total{{worker=\"{w}\"}}")] > 0);
     }
+    proxy.assert_gauges_return_to_zero();
+}
+
+/// `quic-lb-key`: the IDs on the wire are QUIC-LB's encrypted mode (17 bytes, the server ID sealed in one
+/// AES block that a balancer with the key opens), and the kernel still steers every datagram to its
+/// worker by the five bits of the first octet, from one client port.
+#[test]
+fn encrypted_connection_ids_carry_the_server_id_sealed_and_still_steer_to_workers() {
+    use aes::cipher::{generic_array::GenericArray, BlockDecrypt, KeyInit};
+
+    const KEY: &str = "8f95f09245765f80256934e50c66207f";
+    let proxy = Proxy::start_with(
+        &origin_servers(),
+        "",
+        &format!("    nbthread 2\n    server-id 5a17c3\n    quic-lb-key {KEY}\n"),
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    let seen: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
+    let tap = {
+        let seen = seen.clone();
+        move |d: &[u8]| {
+            if d.len() > 18 && d[0] & 0x80 == 0 {
+                seen.lock().unwrap().insert(d[1..18].to_vec());
+            }
+            None
+        }
+    };
+    let relay = Relay::start(format!("127.0.0.1:{}", proxy.port).parse().unwrap(), tap);
+    let mut options = Options::new(relay.addr, proxy.dir.join("ca.pem"));
+    options.connections = 16;
+    let reports = run(&options, &[Request::get("/bytes/20000")]).unwrap();
+    drop(relay);
+    for a in reports.iter().flat_map(|r| &r.answers) {
+        assert_eq!((a.status, &a.error), (Some(200), &None));
+        assert!(a.body == origin_bytes(20_000));
+    }
+    let key: Vec<u8> = (0..32)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&KEY[i..i + 2], 16).unwrap())
+        .collect();
+    let cipher = aes::Aes128::new(GenericArray::from_slice(&key));
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 16, "one ID per connection at least: {}", seen.len());
+    for cid in seen.iter() {
+        assert_eq!(cid[0] >> 5, 0, "config rotation 0: {cid:02x?}");
+        assert_ne!(&cid[1..4], &[0x5a, 0x17, 0xc3], "the server ID is not in clear");
+        let mut block = GenericArray::clone_from_slice(&cid[1..17]);
+        cipher.decrypt_block(&mut block);
+        assert_eq!(
+            &block[..3],
+            &[0x5a, 0x17, 0xc3],
+            "a balancer with the key finds the server: {cid:02x?}"
+        );
+    }
+    let m = proxy.metrics();
+    for w in 0..2 {
+        assert!(
+            m[&format!("qproxy_worker_datagrams_received_total{{worker=\"{w}\"}}")] > 0,
+            "worker {w} got no connection: {m:?}"
+        );
+    }
+    assert_eq!(
+        m["qproxy_quic_datagrams_handed_off_total{result=\"delivered\"}"], 0,
+        "the kernel read the worker from the sealed ID's first octet"
+    );
     proxy.assert_gauges_return_to_zero();
 }
