@@ -15,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   deps    install the build prerequisites (cmake, libclang) with apt-get when root, or print the command
+  test    install what the tests need too (ngtcp2-client, python3-venv), then cargo test --workspace
   demo    deps, then run `qproxy --demo` (HTTP/3 on 127.0.0.1:4433 or the next free port)
   rss     download 1 GiB through a release qproxy and report its peak RSS (/usr/bin/time -v)
   soak [--minutes M]
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("deps") => deps(),
+        Some("test") => install(&TEST_PREREQUISITES).and_then(|()| test_workspace()),
         Some("demo") => demo(&args[1..]),
         Some("rss") => rss(),
         Some("chaos") => chaos(&args[1..]),
@@ -60,8 +62,16 @@ const PREREQUISITES: [(&str, &str); 2] = [
     ("libclang-dev", "/usr/lib/llvm-14/lib/libclang.so"),
 ];
 
-fn missing_packages() -> Vec<&'static str> {
-    PREREQUISITES
+/// The build's, and what the end-to-end tests run: ngtcp2's gtlsclient, and a venv for aioquic.
+const TEST_PREREQUISITES: [(&str, &str); 4] = [
+    PREREQUISITES[0],
+    PREREQUISITES[1],
+    ("ngtcp2-client", "/usr/bin/gtlsclient"),
+    ("python3-venv", "/usr/share/doc/python3-venv"),
+];
+
+fn missing_packages(packages: &[(&'static str, &str)]) -> Vec<&'static str> {
+    packages
         .iter()
         .filter(|(pkg, probe)| {
             let installed = Command::new("dpkg-query")
@@ -74,13 +84,17 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
+/// What `cargo build` needs beside Rust.
 fn deps() -> Result<()> {
-    let missing = missing_packages();
+    install(&PREREQUISITES)
+}
+
+/// Installs the missing ones of `packages` with apt-get when root; otherwise fails naming the command.
+fn install(packages: &[(&'static str, &str)]) -> Result<()> {
+    let missing = missing_packages(packages);
     if missing.is_empty() {
-        println!(
-            "build prerequisites present: {}",
-            PREREQUISITES.map(|(p, _)| p).join(", ")
-        );
+        let names: Vec<&str> = packages.iter().map(|(p, _)| *p).collect();
+        println!("prerequisites present: {}", names.join(", "));
         return Ok(());
     }
     let is_root = Command::new("id")
@@ -123,7 +137,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn demo(extra: &[String]) -> Result<()> {
     deps()?;
-    let mut args = vec!["run", "--quiet", "--package", "qproxy", "--", "--demo"];
+    // The dev profile, which `cargo test` builds too: whichever of the README's two commands runs
+    // first, the other reuses its build. Cargo's progress stays on: a first build takes minutes.
+    let mut args = vec!["run", "--package", "qproxy", "--", "--demo"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }

@@ -43,6 +43,9 @@ struct Cli {
     /// Shortcut for --log warn (no access log).
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// -v: the version; -vv: also the build (quiche, BoringSSL), the platform and the features.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +66,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose > 0 {
+        let text = if cli.verbose > 1 {
+            qproxy::tools::version::report()
+        } else {
+            qproxy::tools::version::version()
+        };
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Top {
         stats,
         interval,
@@ -113,20 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let demo = qproxy::tools::demo::prepare(&dir, cli.demo_port)?;
             // One write, and a closed stdout is no reason to stop: the banner is for a human, the proxy
             // runs on without it.
-            let banner = format!(
-                "qproxy demo: HTTP/3 on https://localhost:{port}/ (127.0.0.1 UDP {port}), origin {origin}\n\
-                 \x20 trust the demo CA: {ca}\n\
-                 \x20 configuration:     {cfg}\n\
-                 \x20 metrics:           {metrics}\n\
-                 \x20 live view:         qproxy top --stats {stats}\n\
-                 \x20 try:               gtlsclient --exit-on-all-streams-close 127.0.0.1 {port} https://localhost:{port}/\n",
-                port = demo.port,
-                origin = demo.origin,
-                ca = demo.ca.display(),
-                cfg = demo.config.display(),
-                metrics = demo.metrics,
-                stats = demo.stats,
-            );
+            let banner = qproxy::tools::demo::banner(&demo, &dir);
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes());
             demo.config
         }

@@ -48,6 +48,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         config.global.quic_lb_key.as_ref().map(|k| &k.0),
         workers,
     ));
+    crate::telemetry::log_ship::start(&config.global.logs).context("opening the log targets")?;
     let runtime = Arc::new(Runtime::new(&config, None));
     let shared: SharedRuntime = Arc::new(RwLock::new(runtime.clone()));
     let counters: Arc<[WorkerCounters]> = (0..workers).map(|_| WorkerCounters::default()).collect();
@@ -159,6 +160,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let exit = supervisor.wait(&mut poll, &mut signals);
     crate::telemetry::log_buffer::flush();
+    crate::telemetry::log_ship::drain();
     exit
 }
 
@@ -261,13 +263,14 @@ impl Supervisor {
                 g.workers(),
                 g.server_id.clone(),
                 g.quic_lb_key.clone(),
+                g.logs.clone(),
                 g.kernel_steering,
                 g.udp_gso,
             )
         };
         if fixed(&new) != fixed(&self.config) {
             tracing::warn!(
-                "SIGHUP: listener changes (binds, nbthread, server-id, quic-lb-key, UDP settings) need a restart; keeping the running configuration"
+                "SIGHUP: listener changes (binds, nbthread, server-id, quic-lb-key, log targets, UDP settings) need a restart; keeping the running configuration"
             );
             return;
         }

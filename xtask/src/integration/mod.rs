@@ -1,9 +1,10 @@
 //! `cargo xtask integration`: the QUIC interop runner's server-side cases that apply to a proxy, run
 //! against the real `qproxy` with clients no one here wrote (ngtcp2's gtlsclient from Debian, aioquic from
-//! PyPI, quinn + h3 through `h3get`), and the loss cases through the UDP fault proxy. Prints a pass/fail matrix per client and fails
+//! PyPI, quinn + h3 through `h3get`, Debian's headless Chromium), and the loss cases through the UDP fault proxy. Prints a pass/fail matrix per client and fails
 //! on any failure. `--fast` runs the quick cases only (what CI runs).
 
 mod aioquic;
+mod chromium;
 mod gtls;
 mod quinn;
 
@@ -348,8 +349,8 @@ pub(crate) fn integration(root: &Path, fast: bool) -> Result<()> {
     let (setup, _running) = start(root)?;
     let mut failures = 0;
     println!(
-        "{:<20} {:<10} {:<10} {:<10}",
-        "case", "gtlsclient", "aioquic", "quinn"
+        "{:<20} {:<10} {:<10} {:<10} {:<10}",
+        "case", "gtlsclient", "aioquic", "quinn", "chromium"
     );
     let mut notes = Vec::new();
     for (name, quick) in CASES {
@@ -361,6 +362,7 @@ pub(crate) fn integration(root: &Path, fast: bool) -> Result<()> {
             ("gtlsclient", gtls::case(&setup, name)?),
             ("aioquic", aioquic::case(&setup, name)?),
             ("quinn", quinn::case(&setup, name)?),
+            ("chromium", chromium::case(&setup, name)?),
         ] {
             let cell = match outcome {
                 Outcome::Pass => "pass".to_string(),

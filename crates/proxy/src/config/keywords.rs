@@ -169,15 +169,11 @@ pub(super) const GLOBAL: &[Keyword] = &[
         p.global.maxconn = Some(count(args, "a connection count", 1, 10_000_000)? as usize);
         Ok(())
     }),
-    ignored(&[
-        "daemon",
-        "master-worker",
-        "log",
-        "user",
-        "group",
-        "chroot",
-        "pidfile",
-    ]),
+    kw(&["log"], |p, args| {
+        p.global.logs.push(super::log::target(args)?);
+        Ok(())
+    }),
+    ignored(&["daemon", "master-worker", "user", "group", "chroot", "pidfile"]),
 ];
 
 fn mode(_: &mut Parser, args: &[String]) -> Res<()> {
@@ -241,6 +237,10 @@ pub(super) const OPTIONS: &[Keyword] = &[
         no_more(args, 2)
     }),
     kw(&["httpchk"], |p, args| p.settings_mut("httpchk")?.httpchk(args)),
+    kw(&["jsonlog"], |p, args| {
+        *p.json_log_mut()? = true;
+        no_more(args, 2)
+    }),
     // HAProxy defaults that describe what qproxy always does.
     ignored(&["http-keep-alive", "httplog", "dontlognull", "http-server-close"]),
 ];
@@ -261,8 +261,21 @@ pub(super) const DEFAULTS: &[Keyword] = &[
     kw(&["http-reuse"], |p, args| {
         p.settings_mut("http-reuse")?.http_reuse(args)
     }),
-    ignored(&["log", "maxconn"]),
+    kw(&["log"], log_global),
+    ignored(&["maxconn"]),
 ];
+
+/// `log global` where HAProxy lets a proxy use the global targets (which qproxy applies to every
+/// frontend); a target of its own is refused rather than ignored.
+fn log_global(_: &mut Parser, args: &[String]) -> Res<()> {
+    match need(args, 1, "'global'")? {
+        "global" => no_more(args, 2),
+        _ => Err(
+            "only 'log global' here: put log targets in the global section, which every frontend ships to"
+                .into(),
+        ),
+    }
+}
 
 /// `frontend` (HTTP/3, or stats with a TCP bind).
 pub(super) const FRONTEND: &[Keyword] = &[
@@ -276,7 +289,8 @@ pub(super) const FRONTEND: &[Keyword] = &[
     kw(&["timeout"], timeout),
     kw(&["option"], option),
     kw(&["mode"], mode),
-    ignored(&["log", "maxconn"]),
+    kw(&["log"], log_global),
+    ignored(&["maxconn"]),
 ];
 
 /// `backend`.
@@ -296,7 +310,7 @@ pub(super) const BACKEND: &[Keyword] = &[
     kw(&["timeout"], timeout),
     kw(&["option"], option),
     kw(&["mode"], mode),
-    ignored(&["log"]),
+    kw(&["log"], log_global),
 ];
 
 #[cfg(test)]
@@ -353,10 +367,13 @@ mod tests {
 
     #[test]
     fn errors_offer_what_the_tables_hold() {
-        assert_eq!(expected(OPTIONS), "forwardfor, redispatch, allbackups or httpchk");
-        assert!(expected(GLOBAL).ends_with("no-memory-trimming or maxconn"));
+        assert_eq!(
+            expected(OPTIONS),
+            "forwardfor, redispatch, allbackups, httpchk or jsonlog"
+        );
+        assert!(expected(GLOBAL).ends_with("no-memory-trimming, maxconn or log"));
         assert!(
-            !expected(FRONTEND).contains("log"),
+            !expected(FRONTEND).contains("maxconn"),
             "ignored keywords are not offered"
         );
     }

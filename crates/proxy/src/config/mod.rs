@@ -12,12 +12,14 @@ mod backend;
 mod frontend;
 mod keywords;
 mod lexer;
+mod log;
 mod parser;
 use parser::Parser;
 #[cfg(test)]
 mod tests;
 
 pub use backend::{Backend, BackendSettings, Balance, HttpCheck, Observe, Reuse, Server, ServerOptions};
+pub use log::{LogDest, LogFormat, LogTarget};
 
 /// A configuration error at a place in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +85,9 @@ pub struct Global {
     pub nbthread: Option<usize>,
     /// `server-id HEX`: the QUIC-LB server ID written into every connection ID (1 to 14 bytes).
     pub server_id: Option<Vec<u8>>,
+    /// `log TARGET ... FACILITY`: where access lines are shipped (none: to standard error with the
+    /// other log lines).
+    pub logs: Vec<LogTarget>,
     /// `quic-lb-key HEX`: the AES-128 key of QUIC-LB's encrypted mode (needs `server-id`).
     pub quic_lb_key: Option<LbKey>,
     /// Cleared by `tune.quic.disable-kernel-steering`: a reuseport program steers datagrams to their
@@ -139,6 +144,7 @@ impl Default for Global {
             maxconn: None,
             server_id: None,
             quic_lb_key: None,
+            logs: Vec::new(),
             kernel_steering: true,
             hard_stop_after: None,
             max_idle_timeout: Duration::from_secs(30),
@@ -255,6 +261,8 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// `option forwardfor`: add X-Forwarded-For and Forwarded.
     pub forwardfor: bool,
+    /// `option jsonlog`: access lines as JSON objects.
+    pub json_log: bool,
     /// 0-RTT: `http-request wait-for-handshake` and `early-data-methods`.
     pub early_data: EarlyDataPolicy,
 }

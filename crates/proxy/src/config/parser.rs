@@ -35,6 +35,7 @@ pub(super) struct Parser {
     pub(super) section: Section,
     pub(super) defaults_timeouts: Timeouts,
     pub(super) defaults_forwardfor: bool,
+    pub(super) defaults_json_log: bool,
     pub(super) defaults_backend: BackendSettings,
     pub(super) global: Global,
     pub(super) fronts: Vec<FrontendDraft>,
@@ -53,6 +54,7 @@ impl Parser {
             section: Section::None,
             defaults_timeouts: Timeouts::default(),
             defaults_forwardfor: false,
+            defaults_json_log: false,
             defaults_backend: BackendSettings::default(),
             global: Global::default(),
             fronts: Vec::new(),
@@ -125,6 +127,7 @@ impl Parser {
                             set_response_headers: Arc::new([]),
                             timeouts: self.defaults_timeouts.clone(),
                             forwardfor: self.defaults_forwardfor,
+                            json_log: self.defaults_json_log,
                             early_data: EarlyDataPolicy::default(),
                         },
                         tcp_bind: None,
@@ -207,6 +210,15 @@ impl Parser {
             Section::Frontend(i) | Section::Stats(i) => &mut self.fronts[i].front.forwardfor,
             Section::Backend(i) => &mut self.backends[i].0.forwardfor,
             _ => &mut self.defaults_forwardfor,
+        }
+    }
+
+    /// `option jsonlog`: a frontend's, or the defaults'.
+    pub(super) fn json_log_mut(&mut self) -> Res<&mut bool> {
+        match self.section {
+            Section::Frontend(i) | Section::Stats(i) => Ok(&mut self.fronts[i].front.json_log),
+            Section::Defaults => Ok(&mut self.defaults_json_log),
+            _ => Err("'option jsonlog' belongs in a frontend or defaults".into()),
         }
     }
 

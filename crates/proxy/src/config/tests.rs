@@ -329,3 +329,66 @@ fn the_quic_lb_key_needs_a_short_enough_server_id_and_at_most_32_workers() {
         assert!(msg.contains(expected), "{lines}: {msg}");
     }
 }
+
+#[test]
+fn log_targets_and_their_errors() {
+    use super::{LogDest, LogFormat};
+    let with = |lines: &str| base().replacen("global\n", &format!("global\n{lines}"), 1);
+    let c = parse(&with(
+        "  log /dev/log local0\n  log 10.0.0.5 len 4096 format rfc5424 local7 notice\n  log stdout format raw daemon\n",
+    ))
+    .unwrap();
+    let logs = &c.global.logs;
+    assert_eq!(logs.len(), 3);
+    assert_eq!(logs[0].dest, LogDest::Unix("/dev/log".into()));
+    assert_eq!(
+        (logs[0].format, logs[0].facility, logs[0].level, logs[0].max_len),
+        (LogFormat::Rfc3164, 16, 7, 1024)
+    );
+    assert_eq!(logs[1].dest, LogDest::Udp("10.0.0.5:514".parse().unwrap()));
+    assert_eq!(
+        (logs[1].format, logs[1].facility, logs[1].level, logs[1].max_len),
+        (LogFormat::Rfc5424, 23, 5, 4096)
+    );
+    assert_eq!(
+        (logs[2].dest.clone(), logs[2].format, logs[2].facility),
+        (LogDest::Stdout, LogFormat::Raw, 3)
+    );
+    assert_eq!(
+        parse(&with("  log udp@127.0.0.1:5140 local0\n"))
+            .unwrap()
+            .global
+            .logs[0]
+            .dest,
+        LogDest::Udp("127.0.0.1:5140".parse().unwrap())
+    );
+    for (line, expected) in [
+        ("  log /dev/log\n", "a syslog facility"),
+        ("  log /dev/log local9\n", "unknown syslog facility 'local9'"),
+        ("  log nowhere local0\n", "expected a log target"),
+        ("  log stdout format json local0\n", "log format 'json'"),
+        ("  log stdout len 10 local0\n", "from 80 to 65535"),
+        ("  log stdout local0 chatty\n", "unknown log level 'chatty'"),
+        ("  log stdout local0 info err extra\n", "unexpected 'extra'"),
+    ] {
+        let (at, msg) = error_line(&with(line));
+        assert_eq!(at, 2, "{line}: {msg}");
+        assert!(msg.contains(expected), "{line}: {msg}");
+    }
+    // A frontend takes `log global` and `option jsonlog`, never a target of its own.
+    let front = |lines: &str| {
+        base()
+            .replacen(
+                "frontend",
+                "defaults\n  option jsonlog\n  log global\nfrontend",
+                1,
+            )
+            .replacen("default_backend", &format!("{lines}  default_backend"), 1)
+    };
+    let c = parse(&front("  log global\n")).unwrap();
+    assert!(c.frontends[0].json_log, "from defaults");
+    let text = front("  log 127.0.0.1 local0\n");
+    let (at, msg) = error_line(&text);
+    assert_eq!(text.lines().nth(at - 1).unwrap().trim(), "log 127.0.0.1 local0");
+    assert!(msg.contains("only 'log global'"), "{msg}");
+}

@@ -4,6 +4,7 @@
 //! dropped, held for a handshake that never came, or released with its connection).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,14 +101,15 @@ impl Drop for InFlight {
                 self.backend.as_ref().map_or("-", |b| b.name.as_str()),
             ),
         };
-        access_log::log(
-            self.client,
-            &self.conn,
-            self.stream,
-            f,
-            at,
-            why.code(),
-            Instant::now(),
-        );
+        let end = access_log::Ending {
+            client: self.client,
+            conn: &self.conn,
+            stream: self.stream,
+            frontend: &self.frontend.name,
+            server: at,
+            termination: why.code(),
+            now: Instant::now(),
+        };
+        access_log::log(f, &end, self.frontend.json_log.load(Relaxed));
     }
 }

@@ -20,9 +20,10 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Writes this thread's buffered access lines to standard error.
+/// Writes this thread's buffered access lines to standard error (or hands them to the `log` targets).
 pub(crate) fn flush() {
     BUFFER.with_borrow_mut(write_out);
+    super::log_ship::flush();
 }
 
 fn write_out(buffer: &mut Vec<u8>) {

@@ -7,6 +7,7 @@ pub(crate) mod families;
 pub(crate) mod in_flight;
 pub(crate) mod json;
 pub(crate) mod log_buffer;
+pub(crate) mod log_ship;
 pub(crate) mod prometheus;
 pub(crate) mod stats_listener;
 pub(crate) mod traffic;

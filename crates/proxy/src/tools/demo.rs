@@ -28,12 +28,25 @@ pub struct Demo {
     pub stats: String,
     /// The origin's address.
     pub origin: SocketAddr,
+    /// The leaf's SPKI hash (see [`Certificates::spki`]).
+    pub spki: String,
 }
 
-/// Writes `ca.pem` and `server.pem` (leaf certificate, CA certificate and leaf key) into `dir`: a small
-/// CA plus a leaf for localhost, 127.0.0.1 and ::1, since rustls-based clients reject a lone self-signed
-/// CA:TRUE certificate.
-pub fn write_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+/// The demo's certificate files.
+#[derive(Debug)]
+pub struct Certificates {
+    /// `ca.pem`: the CA clients trust.
+    pub ca: PathBuf,
+    /// `server.pem`: leaf certificate, CA certificate and leaf key, for `bind ... ssl crt`.
+    pub server: PathBuf,
+    /// Base64 of the SHA-256 of the leaf's SubjectPublicKeyInfo, what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes (also written to `server.spki`).
+    pub spki: String,
+}
+
+/// Writes `ca.pem`, `server.pem` and `server.spki` into `dir`: a small CA plus a leaf for localhost,
+/// 127.0.0.1 and ::1, since rustls-based clients reject a lone self-signed CA:TRUE certificate.
+pub fn write_certificates(dir: &Path) -> Result<Certificates> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "qproxy demo CA");
@@ -59,7 +72,55 @@ pub fn write_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         &server_path,
         format!("{}{}{}", leaf_cert.pem(), ca_cert.pem(), leaf_key.serialize_pem()),
     )?;
-    Ok((ca_path, server_path))
+    let digest = ring::digest::digest(&ring::digest::SHA256, &leaf_key.public_key_der());
+    let spki = base64::engine::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+    std::fs::write(dir.join("server.spki"), format!("{spki}\n"))?;
+    Ok(Certificates {
+        ca: ca_path,
+        server: server_path,
+        spki,
+    })
+}
+
+/// What `qproxy --demo` prints: where everything is, and commands that reach the proxy from this
+/// machine (gtlsclient and Chromium only when they are installed).
+pub fn banner(demo: &Demo, dir: &Path) -> String {
+    let port = demo.port;
+    let ca = demo.ca.display();
+    let mut text = format!(
+        "qproxy demo: HTTP/3 on https://localhost:{port}/ (127.0.0.1 UDP {port}), origin {}\n\
+         \x20 trust the demo CA: {ca}\n\
+         \x20 configuration:     {}\n\
+         \x20 metrics:           {}\n\
+         \x20 live view:         qproxy top --stats {}\n",
+        demo.origin,
+        demo.config.display(),
+        demo.metrics,
+        demo.stats,
+    );
+    if on_path("gtlsclient") {
+        text += &format!(
+            "  try:               gtlsclient --exit-on-all-streams-close 127.0.0.1 {port} https://localhost:{port}/\n"
+        );
+    }
+    text +=
+        &format!("  try (source tree): cargo run -p h3-client --bin h3get -- --port {port} --ca {ca} /\n");
+    if on_path("chromium") {
+        // The demo listens on 127.0.0.1 only, and Chromium would try ::1 for localhost first.
+        text += &format!(
+            "  browser:           chromium --headless --no-sandbox --dump-dom --user-data-dir={} \
+             --host-resolver-rules=\"MAP localhost 127.0.0.1\" --origin-to-force-quic-on=localhost:{port} \
+             --ignore-certificate-errors-spki-list={} https://localhost:{port}/\n",
+            dir.join("chromium").display(),
+            demo.spki,
+        );
+    }
+    text
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn free_udp_port(from: u16) -> Result<u16> {
@@ -77,7 +138,7 @@ fn free_tcp_port(from: u16) -> Result<u16> {
 /// Prepares the demo in `dir`: certificates, a running origin, and `qproxy.cfg`.
 pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (ca, server_pem) = write_certificates(dir)?;
+    let certs = write_certificates(dir)?;
     let origin = spawn_origin("127.0.0.1:0".parse()?)?;
     let port = free_udp_port(port)?;
     let stats_port = free_tcp_port(8404)?;
@@ -89,12 +150,13 @@ pub fn prepare(dir: &Path, port: u16) -> Result<Demo> {
          frontend demo\n    bind quic4@127.0.0.1:{port} ssl crt {} alpn h3 allow-0rtt\n    http-response set-header alt-svc \"h3=\\\":{port}\\\"; ma=900\"\n    default_backend origin\n\n\
          backend origin\n    server origin1 {origin}\n\n\
          frontend stats\n    bind 127.0.0.1:{stats_port}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
-        server_pem.display()
+        certs.server.display()
     );
     std::fs::write(&config, text)?;
     Ok(Demo {
         config,
-        ca,
+        ca: certs.ca,
+        spki: certs.spki,
         port,
         metrics: format!("http://127.0.0.1:{stats_port}/metrics"),
         stats: format!("http://127.0.0.1:{stats_port}/stats"),

@@ -17,6 +17,8 @@ pub(crate) struct FrontendRuntime {
     pub(crate) name: String,
     /// Its requests.
     pub(crate) traffic: Traffic,
+    /// `option jsonlog` (a reload may change it).
+    pub(crate) json_log: AtomicBool,
 }
 
 /// Consecutive results, for rise/fall and `error-limit`.
@@ -241,12 +243,15 @@ impl Runtime {
                 .frontends
                 .iter()
                 .map(|f| {
-                    old_frontend(&f.name).unwrap_or_else(|| {
+                    let runtime = old_frontend(&f.name).unwrap_or_else(|| {
                         Arc::new(FrontendRuntime {
                             name: f.name.clone(),
                             traffic: Traffic::default(),
+                            json_log: AtomicBool::default(),
                         })
-                    })
+                    });
+                    runtime.json_log.store(f.json_log, Relaxed);
+                    runtime
                 })
                 .collect(),
             backends: config

@@ -35,6 +35,7 @@ pub(crate) fn bind_all(config: &Config, layout: &CidLayout) -> Result<Vec<Vec<st
     for bind in config.frontends.iter().flat_map(|f| &f.binds) {
         let first = udp_socket(bind.addr)?;
         let local = first.local_addr()?;
+        warn_if_capped(&first, local);
         if workers > 1 && config.global.kernel_steering {
             if let Err(e) = steering::attach(&first, layout) {
                 tracing::warn!(%local, error = %e, "no kernel steering: misrouted datagrams are handed over between workers");
@@ -46,6 +47,57 @@ pub(crate) fn bind_all(config: &Config, layout: &CidLayout) -> Result<Vec<Vec<st
         }
     }
     Ok(sockets)
+}
+
+/// Says so, once per bind, when the kernel granted smaller socket buffers than we asked for
+/// (`net.core.rmem_max` / `wmem_max`): bursts then overflow the receive queue and are lost.
+fn warn_if_capped(socket: &std::net::UdpSocket, local: SocketAddr) {
+    let socket = socket2::SockRef::from(socket);
+    // Linux reports twice what it grants (the other half is for its bookkeeping).
+    let granted = |size: std::io::Result<usize>| size.map_or(0, |n| n / 2);
+    let (recv, send) = (
+        granted(socket.recv_buffer_size()),
+        granted(socket.send_buffer_size()),
+    );
+    if recv < UDP_BUFFER || send < UDP_BUFFER {
+        tracing::warn!(
+            %local,
+            asked = UDP_BUFFER,
+            recv,
+            send,
+            "the kernel capped the UDP socket buffers: raise net.core.rmem_max and net.core.wmem_max to at least the asked size (docs/deploy.md)"
+        );
+    }
+}
+
+/// What the kernel lets a listener socket do, for `qproxy -vv`.
+pub(crate) struct Platform {
+    /// Datagrams one GSO send may carry (1: no GSO).
+    pub(crate) gso_segments: usize,
+    /// Datagrams one GRO receive buffer may hold (1: no GRO).
+    pub(crate) gro_segments: usize,
+    /// Whether the kernel took the steering program.
+    pub(crate) kernel_steering: std::result::Result<(), String>,
+}
+
+/// Probes a listener-like socket on a loopback port of its own.
+pub(crate) fn probe() -> Platform {
+    let Ok(socket) = udp_socket(SocketAddr::from(([127, 0, 0, 1], 0))) else {
+        return Platform {
+            gso_segments: 1,
+            gro_segments: 1,
+            kernel_steering: Err("no UDP socket".into()),
+        };
+    };
+    let state = quinn_udp::UdpSocketState::new((&socket).into());
+    let (gso_segments, gro_segments) = state.map_or((1, 1), |s| (s.max_gso_segments(), s.gro_segments()));
+    let kernel_steering =
+        steering::attach(&socket, &CidLayout::new(None, None, 2)).map_err(|e| e.to_string());
+    Platform {
+        gso_segments,
+        gro_segments,
+        kernel_steering,
+    }
 }
 
 fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {

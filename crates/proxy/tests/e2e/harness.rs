@@ -82,7 +82,7 @@ impl Proxy {
         } else {
             format!("    nbthread 2\n{global}")
         };
-        let (_ca, pem) = qproxy::tools::demo::write_certificates(&dir).unwrap();
+        let pem = qproxy::tools::demo::write_certificates(&dir).unwrap().server;
         let (port, stats) = (free_udp_port(), free_tcp_port());
         let config = format!(
             "global\n{global}\ndefaults\n{defaults}\n\

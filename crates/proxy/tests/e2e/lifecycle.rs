@@ -24,7 +24,7 @@ fn config_check_reports_file_line_and_expectation() {
         "{err}"
     );
 
-    let (_, pem) = qproxy::tools::demo::write_certificates(&dir).unwrap();
+    let pem = qproxy::tools::demo::write_certificates(&dir).unwrap().server;
     let good = dir.join("good.cfg");
     let text = format!("frontend f\n bind quic4@127.0.0.1:4433 ssl crt {}\n default_backend b\nbackend b\n server s 127.0.0.1:80\n", pem.display());
     std::fs::write(&good, text).unwrap();

@@ -8,6 +8,7 @@ mod harness;
 mod independent;
 mod lifecycle;
 mod limits;
+mod logs;
 mod origins;
 mod proxying;
 mod quinn_client;
