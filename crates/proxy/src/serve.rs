@@ -23,6 +23,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::Config;
 use crate::frontend::cid::CidLayout;
 use crate::frontend::retry_token::RetryTokens;
+use crate::frontend::stateless_reset::ResetKey;
 use crate::telemetry::counters::WorkerCounters;
 use crate::telemetry::stats_listener::{self, StatsInputs};
 use crate::upstream::health::HealthChecks;
@@ -72,7 +73,11 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         .map(|_| Poll::new())
         .collect::<std::io::Result<_>>()?;
     let (mailboxes, inboxes) = Mailboxes::new(&polls)?;
-    let retry_tokens = Arc::new(RetryTokens::new().map_err(|_| anyhow!("no random key for Retry tokens"))?);
+    let secret = config.global.cluster_secret.as_ref().map(|s| &s.0[..]);
+    let retry_tokens =
+        Arc::new(RetryTokens::new(secret).map_err(|_| anyhow!("no random key for Retry tokens"))?);
+    let reset_key =
+        Arc::new(ResetKey::new(secret).map_err(|_| anyhow!("no random key for stateless resets"))?);
     let conn_limit = ConnLimit::new(config.global.maxconn);
     let mut ticket_key = [0u8; 48];
     ring::rand::SystemRandom::new()
@@ -95,6 +100,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
             runtime: runtime.clone(),
             cids: cids.clone(),
             retry_tokens: retry_tokens.clone(),
+            reset_key: reset_key.clone(),
             ticket_key,
             counters: counters[index].clone(),
             conn_limit: conn_limit.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::lexer::{duration_arg, need, no_more, size_arg, Res};
 use super::parser::Parser;
-use super::{LbKey, Timeouts};
+use super::{LbKey, Secret, Timeouts};
 
 /// Reads one keyword's line.
 pub(super) type Handler = fn(&mut Parser, &[String]) -> Res<()>;
@@ -106,6 +106,14 @@ pub(super) const GLOBAL: &[Keyword] = &[
                 "expected a server ID of 1 to 14 bytes in hex (e.g. 0a1b), found '{raw}'"
             ))?;
         p.global.server_id = Some(id);
+        no_more(args, 2)
+    }),
+    kw(&["cluster-secret"], |p, args| {
+        let secret = need(args, 1, "a secret")?;
+        if secret.len() < 16 {
+            return Err("expected a cluster-secret of at least 16 characters".into());
+        }
+        p.global.cluster_secret = Some(Secret(secret.as_bytes().to_vec()));
         no_more(args, 2)
     }),
     kw(&["quic-lb-key"], |p, args| {

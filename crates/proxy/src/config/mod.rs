@@ -88,6 +88,9 @@ pub struct Global {
     /// `log TARGET ... FACILITY`: where access lines are shipped (none: to standard error with the
     /// other log lines).
     pub logs: Vec<LogTarget>,
+    /// `cluster-secret TEXT`: keys Retry and stateless reset tokens the same on every instance (none: a
+    /// random key per process).
+    pub cluster_secret: Option<Secret>,
     /// `quic-lb-key HEX`: the AES-128 key of QUIC-LB's encrypted mode (needs `server-id`).
     pub quic_lb_key: Option<LbKey>,
     /// Cleared by `tune.quic.disable-kernel-steering`: a reuseport program steers datagrams to their
@@ -137,6 +140,16 @@ impl std::fmt::Debug for LbKey {
     }
 }
 
+/// A secret from the configuration: neither `Debug` nor the logs show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {
@@ -144,6 +157,7 @@ impl Default for Global {
             maxconn: None,
             server_id: None,
             quic_lb_key: None,
+            cluster_secret: None,
             logs: Vec::new(),
             kernel_steering: true,
             hard_stop_after: None,

@@ -392,3 +392,14 @@ fn log_targets_and_their_errors() {
     assert_eq!(text.lines().nth(at - 1).unwrap().trim(), "log 127.0.0.1 local0");
     assert!(msg.contains("only 'log global'"), "{msg}");
 }
+
+#[test]
+fn the_cluster_secret_is_long_enough_and_never_shown() {
+    let with = |lines: &str| base().replacen("global\n", &format!("global\n{lines}"), 1);
+    let c = parse(&with("  cluster-secret 'a long enough secret'\n")).unwrap();
+    assert_eq!(c.global.cluster_secret.as_ref().map(|s| s.0.len()), Some(20));
+    assert!(!format!("{c:?}").contains("enough"), "the secret never shows");
+    let (at, msg) = error_line(&with("  cluster-secret short\n"));
+    assert_eq!(at, 2);
+    assert!(msg.contains("at least 16 characters"), "{msg}");
+}

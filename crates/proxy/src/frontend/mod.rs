@@ -5,3 +5,5 @@
 pub(crate) mod cid;
 pub(crate) mod retry_token;
 pub(crate) mod rules;
+pub(crate) mod secret;
+pub(crate) mod stateless_reset;

@@ -1,6 +1,6 @@
 //! Address validation with Retry (RFC 9000, 8.1.2), for binds with `quic-force-retry`: a stateless token
 //! that binds the client's address and its original destination connection ID, authenticated with a
-//! per-process HMAC-SHA256 key and valid for a few seconds. Nothing is kept per client until it proves
+//! HMAC-SHA256 key (from `cluster-secret`, or per process) and valid for a few seconds. Nothing is kept per client until it proves
 //! it receives at the address it claims.
 
 use std::net::{IpAddr, SocketAddr};
@@ -43,9 +43,9 @@ fn signed_part(issued: u64, odcid: &[u8], peer: SocketAddr) -> Vec<u8> {
 }
 
 impl RetryTokens {
-    /// With a fresh random key.
-    pub(crate) fn new() -> Result<Self, ring::error::Unspecified> {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())?;
+    /// With a key from `cluster-secret` (tokens then validate on every instance), or a random one.
+    pub(crate) fn new(cluster_secret: Option<&[u8]>) -> Result<Self, ring::error::Unspecified> {
+        let key = super::secret::key(cluster_secret, b"qproxy retry token")?;
         Ok(RetryTokens { key })
     }
 
@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn a_token_validates_only_for_its_address_key_and_lifetime() {
-        let tokens = RetryTokens::new().unwrap();
+        let tokens = RetryTokens::new(None).unwrap();
         let peer: SocketAddr = "192.0.2.1:4433".parse().unwrap();
         let now = SystemTime::now();
         let token = tokens.mint(peer, b"original-dcid", now);
@@ -104,7 +104,7 @@ mod tests {
         forged[6] ^= 1;
         assert_eq!(tokens.validate(peer, &forged, now), None);
         assert_eq!(tokens.validate(peer, &token[..20], now), None);
-        assert_eq!(RetryTokens::new().unwrap().validate(peer, &token, now), None);
+        assert_eq!(RetryTokens::new(None).unwrap().validate(peer, &token, now), None);
         assert_eq!(tokens.validate(peer, b"", now), None);
     }
 }

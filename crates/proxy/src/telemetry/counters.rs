@@ -213,6 +213,10 @@ pub(crate) struct ProxyCounters {
     pub(crate) handed_off: AtomicU64,
     /// New connections whose Initial was dropped at the global `maxconn`.
     pub(crate) refused_maxconn: AtomicU64,
+    /// Stateless resets sent for datagrams of unknown connections.
+    pub(crate) resets_sent: AtomicU64,
+    /// Stateless resets not sent: over the per-source or total rate.
+    pub(crate) resets_limited: AtomicU64,
     /// Datagrams for another worker's connection dropped because its backlog was full (or it had
     /// stopped).
     pub(crate) handed_off_dropped: AtomicU64,
@@ -250,6 +254,8 @@ impl ProxyCounters {
                 handed_off,
                 handed_off_dropped,
                 refused_maxconn,
+                resets_sent,
+                resets_limited,
                 requests,
                 retries,
                 early_data,
@@ -272,6 +278,8 @@ impl ProxyCounters {
             add(&total.handed_off, handed_off);
             add(&total.handed_off_dropped, handed_off_dropped);
             add(&total.refused_maxconn, refused_maxconn);
+            add(&total.resets_sent, resets_sent);
+            add(&total.resets_limited, resets_limited);
             add_all(&total.requests, requests);
             add_all(&total.retries, retries);
             add_all(&total.early_data, early_data);

@@ -280,6 +280,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         }),
         &["direction"],
     ),
+    with_labels(
+        family("qproxy_quic_stateless_resets_total", Counter, "Stateless resets for short-header datagrams of unknown connections: sent, or not sent over the per-source or total rate.", |i| {
+            vec![
+                ("result=\"sent\"".into(), i.proxy.resets_sent.load(Relaxed)),
+                ("result=\"limited\"".into(), i.proxy.resets_limited.load(Relaxed)),
+            ]
+        }),
+        &["result"],
+    ),
     family("qproxy_quic_refused_connections_total", Counter, "New connections refused at the global maxconn (their Initial dropped).", |i| one(i.proxy.refused_maxconn.load(Relaxed))),
     with_labels(
         family("qproxy_quic_datagrams_handed_off_total", Counter, "Datagrams a worker received for another worker's connection: handed to it, or dropped with its backlog full.", |i| {

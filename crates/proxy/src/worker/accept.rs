@@ -78,6 +78,13 @@ impl Worker {
             (issued_cid, None)
         };
         let scid = quiche::ConnectionId::from_vec(scid);
+        // The stateless reset token of the ID it is known by, which any instance with the key can
+        // derive once the connection is forgotten.
+        let token = self.reset_key.token(&scid);
+        self.listeners[listener]
+            .tls
+            .quic_mut()
+            .set_stateless_reset_token(Some(token));
         let conn = match Connection::accept(
             &mut self.listeners[listener].tls,
             &scid,

@@ -14,6 +14,7 @@ use super::steering;
 use super::udp::{RxBufs, UdpIo, RX_BATCH};
 use crate::config::{CcAlgo, Config, QuicBind};
 use crate::frontend::cid::CidLayout;
+use crate::frontend::stateless_reset::NoReset;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub(super) struct Listener {
@@ -206,7 +207,9 @@ impl Worker {
                     return;
                 }
                 let CidRoute::New { dcid } = route else {
-                    return; // Ours by its ID, and gone.
+                    // Ours by its ID, and gone (or never ours: a restart, another instance's).
+                    self.reset(listener, datagram, peer, now);
+                    return;
                 };
                 match self.accept(listener, datagram, peer, &dcid, now) {
                     Some(index) => index,
@@ -231,6 +234,35 @@ impl Worker {
             }
         }
         mark_dirty(&mut self.dirty, slot, index);
+    }
+
+    /// Answers a short-header datagram of a connection no worker has with a stateless reset.
+    fn reset(&mut self, listener: usize, datagram: &[u8], peer: SocketAddr, now: Instant) {
+        if datagram.first().is_none_or(|b| b & 0x80 != 0) {
+            return; // Long headers: before the handshake ends, a reset means nothing to the client.
+        }
+        let out = &mut self.out[..MAX_DATAGRAM];
+        let cid_len = self.cids.len();
+        match self.resets.reset(
+            &self.reset_key,
+            datagram,
+            cid_len,
+            peer.ip(),
+            now,
+            &mut self.rng,
+            out,
+        ) {
+            Ok(n) => {
+                let _ = self.listeners[listener]
+                    .io
+                    .send(peer, &out[..n], None, &self.proxy);
+                self.proxy.resets_sent.fetch_add(1, Relaxed);
+            }
+            Err(NoReset::Limited) => {
+                self.proxy.resets_limited.fetch_add(1, Relaxed);
+            }
+            Err(NoReset::TooShort) => {}
+        }
     }
 
     /// Gives a datagram to the worker that owns its connection (or would own it, for an Initial). The

@@ -41,6 +41,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::frontend::cid::CidLayout;
 use crate::frontend::retry_token::RetryTokens;
+use crate::frontend::stateless_reset::{ResetKey, Resetter};
 use crate::telemetry::counters::{ProxyCounters, WorkerCounters};
 use crate::upstream::balance::Balancer;
 use crate::upstream::live::Runtime;
@@ -100,6 +101,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) cids: Arc<CidLayout>,
     /// Retry tokens: one key for all workers (a client may come back to another one).
     pub(crate) retry_tokens: Arc<RetryTokens>,
+    /// Stateless reset tokens: one key for all workers (and, with `cluster-secret`, the fleet).
+    pub(crate) reset_key: Arc<ResetKey>,
     /// The TLS session ticket key: one for all workers, so a resumed session may land on any.
     pub(crate) ticket_key: [u8; 48],
     /// Its counters.
@@ -126,6 +129,9 @@ pub(crate) struct Worker {
     runtime: Arc<Runtime>,
     cids: Arc<CidLayout>,
     retry_tokens: Arc<RetryTokens>,
+    reset_key: Arc<ResetKey>,
+    /// This worker's stateless reset limits.
+    resets: Resetter,
     conn_limit: Arc<limit::ConnLimit>,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
@@ -159,6 +165,7 @@ impl Worker {
             runtime,
             cids,
             retry_tokens,
+            reset_key,
             ticket_key,
             counters,
             conn_limit,
@@ -210,6 +217,8 @@ impl Worker {
             runtime,
             cids,
             retry_tokens,
+            reset_key,
+            resets: Resetter::new(Instant::now()),
             conn_limit,
             counters: counters.layers,
             proxy,

@@ -91,32 +91,36 @@ impl Proxy {
              frontend stats\n    bind 127.0.0.1:{stats}\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n    stats uri /stats\n",
             pem.display()
         );
-        let cfg = dir.join("qproxy.cfg");
-        std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(dir.join("qproxy.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qproxy"))
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("qproxy starts");
+        std::fs::write(dir.join("qproxy.cfg"), config).unwrap();
         let proxy = Proxy {
-            child,
+            child: spawn(&dir),
             port,
             stats,
             dir,
         };
+        proxy.wait_until_up();
+        proxy
+    }
+
+    fn wait_until_up(&self) {
         let start = Instant::now();
-        while proxy.try_metrics().is_none() {
+        while self.try_metrics().is_none() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "qproxy did not come up: {}",
-                proxy.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        proxy
+    }
+
+    /// Kills the process (SIGKILL: it forgets every connection at once) and starts a new one on the same
+    /// configuration and ports.
+    pub fn restart_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.dir);
+        self.wait_until_up();
     }
 
     /// Rewrites the `backend app` servers of the configuration file (for SIGHUP).
@@ -260,6 +264,22 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// qproxy on `dir/qproxy.cfg`, logging to `dir/qproxy.log` (appended to: a restart keeps the first log).
+fn spawn(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("qproxy.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_qproxy"))
+        .arg("-f")
+        .arg(dir.join("qproxy.cfg"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("qproxy starts")
 }
 
 impl Drop for Proxy {

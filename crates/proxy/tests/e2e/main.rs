@@ -15,5 +15,6 @@ mod quinn_client;
 mod relay;
 mod reuse;
 mod security;
+mod stateless_reset;
 mod udp;
 mod workers;
