@@ -29,7 +29,7 @@ use crate::telemetry::stats_listener::{self, StatsInputs};
 use crate::upstream::health::HealthChecks;
 use crate::upstream::live::{Runtime, SharedRuntime};
 use crate::worker::inbox::{Control, Mailboxes};
-use crate::worker::limit::ConnLimit;
+use crate::worker::limit::SharedLimits;
 use crate::worker::listener::bind_all;
 use crate::worker::{Worker, WorkerSetup};
 
@@ -78,7 +78,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         Arc::new(RetryTokens::new(secret).map_err(|_| anyhow!("no random key for Retry tokens"))?);
     let reset_key =
         Arc::new(ResetKey::new(secret).map_err(|_| anyhow!("no random key for stateless resets"))?);
-    let conn_limit = ConnLimit::new(config.global.maxconn);
+    let limits = SharedLimits::new(&config);
     let mut ticket_key = [0u8; 48];
     ring::rand::SystemRandom::new()
         .fill(&mut ticket_key)
@@ -103,7 +103,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
             reset_key: reset_key.clone(),
             ticket_key,
             counters: counters[index].clone(),
-            conn_limit: conn_limit.clone(),
+            limits: limits.clone(),
         };
         let (ended_tx, ready_tx, waker) = (ended_tx.clone(), ready_tx.clone(), waker.clone());
         let thread = std::thread::Builder::new()
@@ -138,7 +138,7 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         runtime,
         shared,
         mailboxes,
-        conn_limit,
+        limits,
         threads,
         ended,
         running: workers,
@@ -179,7 +179,7 @@ struct Supervisor {
     /// Dropped (stopping every checker) when the supervisor returns, or replaced on reload.
     health: Option<HealthChecks>,
     mailboxes: Arc<Mailboxes>,
-    conn_limit: Arc<ConnLimit>,
+    limits: Arc<SharedLimits>,
     threads: Vec<JoinHandle<()>>,
     ended: Receiver<anyhow::Result<Exit>>,
     running: usize,
@@ -291,7 +291,7 @@ impl Supervisor {
         let checks = health.checked();
         self.health = Some(health);
         *self.shared.write() = runtime.clone();
-        self.conn_limit.set_max(new.global.maxconn);
+        self.limits.reload(&new);
         self.runtime = runtime;
         self.config = Arc::new(new);
         self.order_all(|| Control::Reload {

@@ -177,6 +177,14 @@ pub(super) const GLOBAL: &[Keyword] = &[
         p.global.maxconn = Some(count(args, "a connection count", 1, 10_000_000)? as usize);
         Ok(())
     }),
+    kw(
+        &["tune.quic.fe.sec.retry-threshold", "tune.quic.retry-threshold"],
+        |p, args| {
+            p.global.retry_threshold =
+                count(args, "a count of handshakes in progress", 1, 10_000_000)? as usize;
+            Ok(())
+        },
+    ),
     kw(&["log"], |p, args| {
         p.global.logs.push(super::log::target(args)?);
         Ok(())
@@ -270,8 +278,14 @@ pub(super) const DEFAULTS: &[Keyword] = &[
         p.settings_mut("http-reuse")?.http_reuse(args)
     }),
     kw(&["log"], log_global),
-    ignored(&["maxconn"]),
+    kw(&["maxconn"], frontend_maxconn),
 ];
+
+/// `maxconn N` of a frontend (or of every frontend, in `defaults`).
+fn frontend_maxconn(p: &mut Parser, args: &[String]) -> Res<()> {
+    *p.maxconn_mut()? = Some(count(args, "a connection count", 1, 10_000_000)? as usize);
+    Ok(())
+}
 
 /// `log global` where HAProxy lets a proxy use the global targets (which qproxy applies to every
 /// frontend); a target of its own is refused rather than ignored.
@@ -298,7 +312,7 @@ pub(super) const FRONTEND: &[Keyword] = &[
     kw(&["option"], option),
     kw(&["mode"], mode),
     kw(&["log"], log_global),
-    ignored(&["maxconn"]),
+    kw(&["maxconn"], frontend_maxconn),
 ];
 
 /// `backend`.
@@ -379,9 +393,13 @@ mod tests {
             expected(OPTIONS),
             "forwardfor, redispatch, allbackups, httpchk or jsonlog"
         );
-        assert!(expected(GLOBAL).ends_with("no-memory-trimming, maxconn or log"));
         assert!(
-            !expected(FRONTEND).contains("maxconn"),
+            expected(GLOBAL).ends_with("maxconn, tune.quic.fe.sec.retry-threshold or log"),
+            "{}",
+            expected(GLOBAL)
+        );
+        assert!(
+            !expected(GLOBAL).contains("daemon"),
             "ignored keywords are not offered"
         );
     }

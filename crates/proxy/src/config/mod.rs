@@ -99,6 +99,9 @@ pub struct Global {
     /// `maxconn`: HTTP/3 connections open at once over every frontend and worker (`None`: no limit);
     /// the Initial of one more is dropped before anything is allocated for it.
     pub maxconn: Option<usize>,
+    /// `tune.quic.fe.sec.retry-threshold`: handshakes in progress on one bind above which new clients
+    /// must first prove their address with a Retry round trip.
+    pub retry_threshold: usize,
     /// `hard-stop-after`: a graceful stop ends by force after this.
     pub hard_stop_after: Option<Duration>,
     /// `tune.quic.fe.max-idle-timeout`.
@@ -161,6 +164,7 @@ impl Default for Global {
             logs: Vec::new(),
             kernel_steering: true,
             hard_stop_after: None,
+            retry_threshold: 100,
             max_idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
             stream_rxbuf: 256 * 1024,
@@ -277,6 +281,8 @@ pub struct Frontend {
     pub forwardfor: bool,
     /// `option jsonlog`: access lines as JSON objects.
     pub json_log: bool,
+    /// `maxconn`: its HTTP/3 connections open at once (`None`: no limit but the global one).
+    pub maxconn: Option<usize>,
     /// 0-RTT: `http-request wait-for-handshake` and `early-data-methods`.
     pub early_data: EarlyDataPolicy,
 }

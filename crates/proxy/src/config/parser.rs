@@ -36,6 +36,7 @@ pub(super) struct Parser {
     pub(super) defaults_timeouts: Timeouts,
     pub(super) defaults_forwardfor: bool,
     pub(super) defaults_json_log: bool,
+    pub(super) defaults_maxconn: Option<usize>,
     pub(super) defaults_backend: BackendSettings,
     pub(super) global: Global,
     pub(super) fronts: Vec<FrontendDraft>,
@@ -55,6 +56,7 @@ impl Parser {
             defaults_timeouts: Timeouts::default(),
             defaults_forwardfor: false,
             defaults_json_log: false,
+            defaults_maxconn: None,
             defaults_backend: BackendSettings::default(),
             global: Global::default(),
             fronts: Vec::new(),
@@ -128,6 +130,7 @@ impl Parser {
                             timeouts: self.defaults_timeouts.clone(),
                             forwardfor: self.defaults_forwardfor,
                             json_log: self.defaults_json_log,
+                            maxconn: self.defaults_maxconn,
                             early_data: EarlyDataPolicy::default(),
                         },
                         tcp_bind: None,
@@ -210,6 +213,15 @@ impl Parser {
             Section::Frontend(i) | Section::Stats(i) => &mut self.fronts[i].front.forwardfor,
             Section::Backend(i) => &mut self.backends[i].0.forwardfor,
             _ => &mut self.defaults_forwardfor,
+        }
+    }
+
+    /// `maxconn` of a frontend, or of the defaults.
+    pub(super) fn maxconn_mut(&mut self) -> Res<&mut Option<usize>> {
+        match self.section {
+            Section::Frontend(i) | Section::Stats(i) => Ok(&mut self.fronts[i].front.maxconn),
+            Section::Defaults => Ok(&mut self.defaults_maxconn),
+            _ => Err("'maxconn' belongs in global, defaults or a frontend".into()),
         }
     }
 

@@ -213,6 +213,8 @@ pub(crate) struct ProxyCounters {
     pub(crate) handed_off: AtomicU64,
     /// New connections whose Initial was dropped at the global `maxconn`.
     pub(crate) refused_maxconn: AtomicU64,
+    /// New connections whose Initial was dropped at their frontend's `maxconn`.
+    pub(crate) refused_frontend_maxconn: AtomicU64,
     /// Stateless resets sent for datagrams of unknown connections.
     pub(crate) resets_sent: AtomicU64,
     /// Stateless resets not sent: over the per-source or total rate.
@@ -254,6 +256,7 @@ impl ProxyCounters {
                 handed_off,
                 handed_off_dropped,
                 refused_maxconn,
+                refused_frontend_maxconn,
                 resets_sent,
                 resets_limited,
                 requests,
@@ -278,6 +281,7 @@ impl ProxyCounters {
             add(&total.handed_off, handed_off);
             add(&total.handed_off_dropped, handed_off_dropped);
             add(&total.refused_maxconn, refused_maxconn);
+            add(&total.refused_frontend_maxconn, refused_frontend_maxconn);
             add(&total.resets_sent, resets_sent);
             add(&total.resets_limited, resets_limited);
             add_all(&total.requests, requests);

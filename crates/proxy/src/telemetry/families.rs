@@ -289,7 +289,15 @@ pub(crate) const FAMILIES: &[Family] = &[
         }),
         &["result"],
     ),
-    family("qproxy_quic_refused_connections_total", Counter, "New connections refused at the global maxconn (their Initial dropped).", |i| one(i.proxy.refused_maxconn.load(Relaxed))),
+    with_labels(
+        family("qproxy_quic_refused_connections_total", Counter, "New connections refused at the global maxconn or their frontend's (their Initial dropped).", |i| {
+            vec![
+                ("limit=\"global\"".into(), i.proxy.refused_maxconn.load(Relaxed)),
+                ("limit=\"frontend\"".into(), i.proxy.refused_frontend_maxconn.load(Relaxed)),
+            ]
+        }),
+        &["limit"],
+    ),
     with_labels(
         family("qproxy_quic_datagrams_handed_off_total", Counter, "Datagrams a worker received for another worker's connection: handed to it, or dropped with its backlog full.", |i| {
             vec![

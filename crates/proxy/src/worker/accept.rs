@@ -37,15 +37,24 @@ impl Worker {
         if len < 1200 {
             return None;
         }
-        // Global `maxconn`: over it, the Initial is dropped before anything is kept for it (the client
-        // tries again, as after a lost datagram).
-        let Some(permit) = self.conn_limit.try_acquire() else {
+        // `maxconn`, global then the frontend's: over either, the Initial is dropped before anything is
+        // kept for it (the client tries again, as after a lost datagram).
+        let Some(global) = self.limits.global.try_acquire() else {
             self.proxy.refused_maxconn.fetch_add(1, Relaxed);
             return None;
         };
+        let frontend = self.listeners[listener].frontend;
+        let Some(own) = self.limits.frontends[frontend].try_acquire() else {
+            self.proxy.refused_frontend_maxconn.fetch_add(1, Relaxed);
+            return None;
+        };
         let issued_cid = self.cids.issue(self.me, &mut self.rng);
-        let (scid, odcid) = if self.listeners[listener].force_retry {
-            let token = hdr.token.as_deref().unwrap_or_default();
+        let token = hdr.token.as_deref().unwrap_or_default();
+        // Retry: always with `quic-force-retry`, and while the bind has too many handshakes in progress
+        // (a flood of Initials from addresses that may be spoofed); a client back with its token is
+        // checked either way.
+        let retry = self.listeners[listener].force_retry || self.limits.over_retry_threshold(listener);
+        let (scid, odcid) = if retry || !token.is_empty() {
             if hdr.ty != quiche::Type::Initial {
                 return None;
             }
@@ -68,12 +77,18 @@ impl Worker {
                 self.proxy.count_retry(RetryOutcome::Sent);
                 return None;
             }
-            let Some(odcid) = self.retry_tokens.validate(peer, token, SystemTime::now()) else {
-                self.proxy.count_retry(RetryOutcome::Rejected);
-                return None;
-            };
-            self.proxy.count_retry(RetryOutcome::Validated);
-            (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
+            match self.retry_tokens.validate(peer, token, SystemTime::now()) {
+                Some(odcid) => {
+                    self.proxy.count_retry(RetryOutcome::Validated);
+                    (hdr.dcid.to_vec(), Some(quiche::ConnectionId::from_vec(odcid)))
+                }
+                None if retry => {
+                    self.proxy.count_retry(RetryOutcome::Rejected);
+                    return None;
+                }
+                // Not one of ours (RFC 9000, 8.1.3: as if it had none), and no Retry needed.
+                None => (issued_cid, None),
+            }
         } else {
             (issued_cid, None)
         };
@@ -113,7 +128,8 @@ impl Worker {
             trace,
             span,
             exchanges: HashMap::new(),
-            _permit: permit,
+            _permits: [global, own],
+            handshake: self.limits.handshakes[listener].try_acquire(),
             requests: 0,
             awaiting_handshake: Vec::new(),
             paced: None,

@@ -26,8 +26,10 @@ pub(super) struct Slot {
     /// The connection's `conn{id=...}` span, entered around all work on it.
     pub(super) span: tracing::Span,
     pub(super) exchanges: HashMap<u64, usize>,
-    /// Its place under the global `maxconn`, given back when the slot goes.
-    pub(super) _permit: Permit,
+    /// Its places under the global and its frontend's `maxconn`, given back when the slot goes.
+    pub(super) _permits: [Permit; 2],
+    /// Its place among its bind's handshakes in progress, until the handshake is over.
+    pub(super) handshake: Option<Permit>,
     /// Requests that arrived on this connection so far (`http-reuse safe` treats the first apart).
     pub(super) requests: u64,
     /// Requests that came in early data and wait for the handshake to complete.

@@ -1,9 +1,55 @@
-//! Global `maxconn`: the HTTP/3 connections open at once over every worker. A connection holds a
-//! [`Permit`] in its slot, so whatever way the slot goes (closed, removed, cleared by a forced stop), the
-//! count comes down with it.
+//! Connection counts every worker shares: the global `maxconn`, each frontend's `maxconn`, and each
+//! bind's handshakes in progress (above `tune.quic.fe.sec.retry-threshold`, new clients get a Retry). A
+//! connection holds a [`Permit`] of each in its slot (the handshake one until its handshake is over), so
+//! whatever way the slot goes (closed, removed, cleared by a forced stop), the counts come down with it.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+use crate::config::Config;
+
+/// The counts of one process, touched once or twice per connection, never per datagram.
+#[derive(Debug)]
+pub(crate) struct SharedLimits {
+    /// The global `maxconn`.
+    pub(crate) global: Arc<ConnLimit>,
+    /// Each frontend's `maxconn`, in configuration order.
+    pub(crate) frontends: Box<[Arc<ConnLimit>]>,
+    /// Each bind's connections still in their handshake (no limit: counted for the threshold), in the
+    /// workers' listener order.
+    pub(crate) handshakes: Box<[Arc<ConnLimit>]>,
+    retry_threshold: AtomicUsize,
+}
+
+impl SharedLimits {
+    pub(crate) fn new(config: &Config) -> Arc<Self> {
+        let binds = config.frontends.iter().map(|f| f.binds.len()).sum();
+        let limits = SharedLimits {
+            global: ConnLimit::new(None),
+            frontends: config.frontends.iter().map(|_| ConnLimit::new(None)).collect(),
+            handshakes: (0..binds).map(|_| ConnLimit::new(None)).collect(),
+            retry_threshold: AtomicUsize::new(0),
+        };
+        limits.reload(config);
+        Arc::new(limits)
+    }
+
+    /// The limits of `config` for connections opened from now on (its frontends and binds are the
+    /// running ones: a reload that changes them is refused).
+    pub(crate) fn reload(&self, config: &Config) {
+        self.global.set_max(config.global.maxconn);
+        for (limit, frontend) in self.frontends.iter().zip(&config.frontends) {
+            limit.set_max(frontend.maxconn);
+        }
+        self.retry_threshold.store(config.global.retry_threshold, Relaxed);
+    }
+
+    /// Whether bind `listener` has so many handshakes in progress that new clients must prove their
+    /// address first.
+    pub(crate) fn over_retry_threshold(&self, listener: usize) -> bool {
+        self.handshakes[listener].open() >= self.retry_threshold.load(Relaxed)
+    }
+}
 
 /// The count and its limit, shared by the workers (touched once per connection, never per datagram).
 #[derive(Debug, Default)]
@@ -40,7 +86,6 @@ impl ConnLimit {
     }
 
     /// Connections holding a permit.
-    #[cfg(test)]
     fn open(&self) -> usize {
         self.open.load(Relaxed)
     }

@@ -225,6 +225,10 @@ impl Worker {
         if let Err(e) = res {
             tracing::debug!(error = %e, "datagram refused");
         }
+        // Out of the bind's handshakes in progress once its handshake is over.
+        if slot.handshake.is_some() && slot.conn.as_live().is_some_and(|c| c.is_established()) {
+            slot.handshake = None;
+        }
         // A datagram from another address moves the client (the address forwarded headers, hashing and
         // logs use) only once quiche has migrated to it and validated it: anyone who saw the
         // connection ID can send one. Answers always go where quiche sends them.

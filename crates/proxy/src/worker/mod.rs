@@ -107,8 +107,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) ticket_key: [u8; 48],
     /// Its counters.
     pub(crate) counters: WorkerCounters,
-    /// The global `maxconn`, shared by every worker.
-    pub(crate) conn_limit: Arc<limit::ConnLimit>,
+    /// The connection counts shared by every worker (`maxconn`s, handshakes in progress).
+    pub(crate) limits: Arc<limit::SharedLimits>,
 }
 
 /// The event loop.
@@ -132,7 +132,7 @@ pub(crate) struct Worker {
     reset_key: Arc<ResetKey>,
     /// This worker's stateless reset limits.
     resets: Resetter,
-    conn_limit: Arc<limit::ConnLimit>,
+    limits: Arc<limit::SharedLimits>,
     counters: Arc<Counters>,
     proxy: Arc<ProxyCounters>,
     inbox: Inbox,
@@ -168,7 +168,7 @@ impl Worker {
             reset_key,
             ticket_key,
             counters,
-            conn_limit,
+            limits,
         } = setup;
         let mut listeners = Vec::new();
         let binds = config
@@ -219,7 +219,7 @@ impl Worker {
             retry_tokens,
             reset_key,
             resets: Resetter::new(Instant::now()),
-            conn_limit,
+            limits,
             counters: counters.layers,
             proxy,
             inbox,

@@ -1,20 +1,47 @@
-//! Limits on what clients may open: the global `maxconn`.
+//! Limits on what clients may open: the global and per-frontend `maxconn`, and Retry above a number of
+//! handshakes in progress.
 
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use h3_client::{run, Options, Request};
 
 use crate::harness::Proxy;
 
+fn origin_servers() -> String {
+    let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
+    format!("    server o1 {origin}\n")
+}
+
 #[test]
 fn global_maxconn_refuses_one_more_connection_until_one_closes() {
-    let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
     let proxy = Proxy::start_with(
-        &format!("    server o1 {origin}\n"),
+        &origin_servers(),
         "",
         "    maxconn 2\n    tune.quic.fe.max-idle-timeout 10s\n",
         "    timeout connect 2s\n    timeout server 2s\n",
     );
+    refuses_a_third_connection(&proxy, "global");
+}
+
+#[test]
+fn a_frontends_maxconn_refuses_one_more_connection_until_one_closes() {
+    let proxy = Proxy::start_with(
+        &origin_servers(),
+        "    maxconn 2\n",
+        "    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    refuses_a_third_connection(&proxy, "frontend");
+    assert_eq!(
+        proxy.metrics()["qproxy_quic_refused_connections_total{limit=\"global\"}"],
+        0
+    );
+}
+
+/// Two connections held open fill a limit of 2 (`limit`): a third is refused and counted, and once the
+/// two close their places come back.
+fn refuses_a_third_connection(proxy: &Proxy, limit: &str) {
     let server = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     let options = Options::new(server, proxy.dir.join("ca.pem"));
     // Two connections, each held open by a pause between its two requests.
@@ -37,7 +64,10 @@ fn global_maxconn_refuses_one_more_connection_until_one_closes() {
         "a third connection was accepted over maxconn 2"
     );
     let m = proxy.metrics();
-    assert!(m["qproxy_quic_refused_connections_total"] >= 1, "{m:?}");
+    assert!(
+        m[&format!("qproxy_quic_refused_connections_total{{limit=\"{limit}\"}}")] >= 1,
+        "{m:?}"
+    );
     assert_eq!(m["qproxy_quic_connections_total"], 2);
     for holder in holders {
         for report in holder.join().unwrap().unwrap() {
@@ -50,5 +80,93 @@ fn global_maxconn_refuses_one_more_connection_until_one_closes() {
     // Their places came back.
     let reports = run(&options, &[Request::get("/bytes/10")]).unwrap();
     assert_eq!(reports[0].answers[0].status, Some(200));
+    proxy.assert_gauges_return_to_zero();
+}
+
+/// A handshake that never finishes: a real client Initial (quiche's) from a socket that never reads.
+fn stuck_handshake(port: u16) -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION).unwrap();
+    config.set_application_protos(&[b"h3"]).unwrap();
+    config.verify_peer(false);
+    let scid: Vec<u8> = (0..16).map(|_| fastrand::u8(..)).collect();
+    let scid = quiche::ConnectionId::from_ref(&scid);
+    let peer = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = quiche::connect(
+        Some("localhost"),
+        &scid,
+        socket.local_addr().unwrap(),
+        peer,
+        &mut config,
+    )
+    .unwrap();
+    let mut out = [0u8; 1500];
+    let (n, _) = conn.send(&mut out).unwrap();
+    socket.send_to(&out[..n], peer).unwrap();
+    socket
+}
+
+#[test]
+fn handshakes_in_progress_above_the_threshold_turn_retry_on_until_they_end() {
+    let proxy = Proxy::start_with(
+        &origin_servers(),
+        "",
+        "    nbthread 2\n    tune.quic.fe.sec.retry-threshold 2\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n    timeout client-hs 2s\n",
+    );
+    let options = Options::new(
+        format!("127.0.0.1:{}", proxy.port).parse().unwrap(),
+        proxy.dir.join("ca.pem"),
+    );
+    let retries =
+        |result: &str| proxy.metrics()[&format!("qproxy_quic_retries_total{{result=\"{result}\"}}")];
+    let served = |options: &Options| {
+        let reports = run(options, &[Request::get("/")]).unwrap();
+        assert_eq!(
+            (reports[0].answers[0].status, &reports[0].answers[0].error),
+            (Some(200), &None)
+        );
+    };
+    // Two connections past their handshake, held open: they do not count.
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let mut held = options.clone();
+            held.pause_between = Some(Duration::from_secs(2));
+            std::thread::spawn(move || run(&held, &[Request::get("/"), Request::get("/")]))
+        })
+        .collect();
+    let started = Instant::now();
+    while proxy.metrics()["qproxy_quic_connections"] < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    served(&options);
+    assert_eq!(
+        (retries("sent"), retries("validated")),
+        (0, 0),
+        "below the threshold: no Retry"
+    );
+    for holder in holders {
+        assert!(holder.join().unwrap().is_ok());
+    }
+    proxy.assert_gauges_return_to_zero();
+    // Two handshakes in progress (over both workers: the count is the bind's).
+    let stuck: Vec<UdpSocket> = (0..2).map(|_| stuck_handshake(proxy.port)).collect();
+    let started = Instant::now();
+    while proxy.metrics()["qproxy_quic_connections"] < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    served(&options);
+    assert_eq!(
+        (retries("sent"), retries("validated")),
+        (1, 1),
+        "the client proved its address first"
+    );
+    // The stuck ones end at `timeout client-hs`; then new clients go straight in again.
+    proxy.assert_gauges_return_to_zero();
+    drop(stuck);
+    served(&options);
+    assert_eq!(retries("validated"), 1, "back below the threshold");
     proxy.assert_gauges_return_to_zero();
 }
