@@ -121,6 +121,8 @@ struct TransportCounters {
     closes: [AtomicU64; CloseCause::ALL.len()],
     packets_lost: AtomicU64,
     packets_retransmitted: AtomicU64,
+    glitches: AtomicU64,
+    glitch_closes: AtomicU64,
 }
 
 /// Every layer's object counters. One instance per process (or per test), shared by `Arc`.
@@ -213,6 +215,16 @@ impl Counters {
         t.packets_retransmitted.fetch_add(retransmitted, Relaxed);
     }
 
+    /// A protocol oddity of a client (see `qcc`'s glitch count).
+    pub fn count_glitch(&self) {
+        self.transport.glitches.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed for its glitches.
+    pub fn count_glitch_close(&self) {
+        self.transport.glitch_closes.fetch_add(1, Relaxed);
+    }
+
     /// Records a release that broke the order. Debug builds panic, unless a test turned that off with
     /// [`Counters::set_panic_on_out_of_order`] to observe the counter instead.
     pub fn out_of_order(&self, what: &str) {
@@ -252,6 +264,8 @@ impl Counters {
             closes: std::array::from_fn(|i| self.transport.closes[i].load(Relaxed)),
             packets_lost: self.transport.packets_lost.load(Relaxed),
             packets_retransmitted: self.transport.packets_retransmitted.load(Relaxed),
+            glitches: self.transport.glitches.load(Relaxed),
+            glitch_closes: self.transport.glitch_closes.load(Relaxed),
         }
     }
 }
@@ -293,6 +307,10 @@ pub struct Snapshot {
     pub packets_lost: u64,
     /// Packets retransmitted.
     pub packets_retransmitted: u64,
+    /// Client protocol oddities counted against their connections.
+    pub glitches: u64,
+    /// Connections closed (H3_EXCESSIVE_LOAD) for their glitches.
+    pub glitch_closes: u64,
 }
 
 impl std::ops::AddAssign<&Snapshot> for Snapshot {
@@ -316,6 +334,8 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
             closes,
             packets_lost,
             packets_retransmitted,
+            glitches,
+            glitch_closes,
         } = other;
         self.connections_live += connections_live;
         self.connections_total += connections_total;
@@ -336,6 +356,8 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
         }
         self.packets_lost += packets_lost;
         self.packets_retransmitted += packets_retransmitted;
+        self.glitches += glitches;
+        self.glitch_closes += glitch_closes;
     }
 }
 

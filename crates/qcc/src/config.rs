@@ -55,6 +55,9 @@ pub struct Limits {
     pub http_request_timeout: Duration,
     /// A connection with no request in progress is closed (GOAWAY) after this (`timeout http-keep-alive`).
     pub keep_alive_timeout: Duration,
+    /// Protocol oddities a client may commit on one connection before it is closed with
+    /// H3_EXCESSIVE_LOAD (`tune.quic.fe.sec.glitches-threshold`; 0: never).
+    pub glitches_threshold: u32,
 }
 
 impl Default for Limits {
@@ -65,6 +68,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
+            glitches_threshold: 1000,
         }
     }
 }

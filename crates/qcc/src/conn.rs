@@ -95,6 +95,8 @@ pub struct Connection {
     goaway: Option<u64>,
     close_requested: bool,
     dead_reported: bool,
+    /// The client's protocol oddities so far (see [`Connection::glitch`]).
+    glitches: u32,
 }
 
 fn is_client_bidi(id: u64) -> bool {
@@ -149,6 +151,7 @@ impl Connection {
             goaway: None,
             close_requested: false,
             dead_reported: false,
+            glitches: 0,
         })
     }
 
@@ -284,6 +287,7 @@ impl Connection {
             for id in expired {
                 self.opening.remove(&id);
                 self.refuse(id);
+                self.glitch("request head not sent in time");
             }
         }
         if self.keep_alive_deadline().is_some_and(|t| t <= now) {
@@ -350,8 +354,12 @@ impl Connection {
                     return;
                 };
                 if let Some(code) = stream.peer_reset_code(&mut self.transport) {
+                    let unanswered = !stream.response_started();
                     stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
+                    if unanswered {
+                        self.glitch("request reset before its response");
+                    }
                     return;
                 }
                 match stream.on_remote_fin() {
@@ -361,8 +369,12 @@ impl Connection {
             }
             h3::Event::Reset(code) => {
                 if let Some(stream) = self.streams.get_mut(id) {
+                    let unanswered = !stream.response_started();
                     stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
+                    if unanswered {
+                        self.glitch("request reset before its response");
+                    }
                 }
             }
             h3::Event::PriorityUpdate => {
@@ -390,6 +402,7 @@ impl Connection {
         }
         if !is_client_bidi(id) || self.goaway.is_some_and(|g| id >= g) {
             self.refuse(id);
+            self.glitch("request on a stream that cannot carry one");
             return;
         }
         let mut stream = Stream::new(id, &self.budget, self.limits.stream_rx_buf);
@@ -402,6 +415,8 @@ impl Connection {
             tracing::debug!(stream = id, reason = %verdict, "request already stopped");
             self.streams
                 .release(id, &mut self.transport, codes::H3_REQUEST_CANCELLED);
+            // The rapid-reset shape (CVE-2023-44487): a request cancelled in the packet that opened it.
+            self.glitch("request cancelled as it opened");
             return;
         }
         match parsed {
@@ -416,6 +431,7 @@ impl Connection {
                 tracing::debug!(stream = id, error = %e, "request refused");
                 let code = e.stream_code().unwrap_or(codes::H3_MESSAGE_ERROR);
                 self.streams.release(id, &mut self.transport, code);
+                self.glitch("malformed request");
             }
         }
     }
@@ -465,7 +481,13 @@ impl Connection {
             .collect();
         for id in readable {
             if !self.streams.contains(id) {
-                if self.goaway.is_some_and(|g| id >= g) {
+                if let Err(quiche::Error::StreamReset(_)) = self.transport.stream_discard(id, 0) {
+                    // Reset before its head was whole, often in the packet that opened it: the
+                    // rapid-reset shape (CVE-2023-44487). quiche dropped its bytes; HTTP/3 never sees it.
+                    self.opening.remove(&id);
+                    self.refuse(id);
+                    self.glitch("request cancelled as it opened");
+                } else if self.goaway.is_some_and(|g| id >= g) {
                     self.refuse(id);
                 } else {
                     self.opening.entry(id).or_insert(now);
@@ -508,6 +530,9 @@ impl Connection {
     }
 
     fn fail_stream(&mut self, id: u64, error: StreamError) {
+        if matches!(error, StreamError::Malformed(_) | StreamError::Rejected(_)) {
+            self.glitch("malformed request part");
+        }
         match error.stream_code() {
             Some(code) => {
                 let cause = match error {
@@ -541,6 +566,25 @@ impl Connection {
                 },
                 None => Event::StreamClosed { stream: id, upper },
             });
+        }
+    }
+
+    /// Counts a protocol oddity of the client (HAProxy's "glitches": a malformed or refused request, a
+    /// request reset before its response, a head that never came). Browsers cancel requests too, so one
+    /// is no offence; past `glitches_threshold` the connection is closed with H3_EXCESSIVE_LOAD, the
+    /// RFC's code for a peer that generates excessive load.
+    fn glitch(&mut self, what: &str) {
+        self.glitches += 1;
+        self.live.live.counters().count_glitch();
+        let threshold = self.limits.glitches_threshold;
+        if threshold > 0 && self.glitches >= threshold && !self.close_requested {
+            tracing::debug!(
+                glitches = self.glitches,
+                last = what,
+                "closing a connection for its glitches"
+            );
+            self.live.live.counters().count_glitch_close();
+            self.close_with(true, codes::H3_EXCESSIVE_LOAD, "excessive load");
         }
     }
 

@@ -18,6 +18,8 @@ pub mod codes {
     pub const H3_REQUEST_INCOMPLETE: u64 = W::RequestIncomplete as u64;
     /// The HTTP message was malformed.
     pub const H3_MESSAGE_ERROR: u64 = W::MessageError as u64;
+    /// The peer behaves in a way that generates excessive load (RFC 9114, 8.1).
+    pub const H3_EXCESSIVE_LOAD: u64 = W::ExcessiveLoad as u64;
 
     /// The code that closes the connection for an HTTP/3 connection error (quiche keeps its own mapping
     /// private).

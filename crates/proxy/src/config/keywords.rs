@@ -178,6 +178,16 @@ pub(super) const GLOBAL: &[Keyword] = &[
         Ok(())
     }),
     kw(
+        &[
+            "tune.quic.fe.sec.glitches-threshold",
+            "tune.quic.frontend.glitches-threshold",
+        ],
+        |p, args| {
+            p.global.glitches_threshold = count(args, "a glitch count (0: no limit)", 0, 1_000_000)? as u32;
+            Ok(())
+        },
+    ),
+    kw(
         &["tune.quic.fe.sec.retry-threshold", "tune.quic.retry-threshold"],
         |p, args| {
             p.global.retry_threshold =
@@ -394,7 +404,7 @@ mod tests {
             "forwardfor, redispatch, allbackups, httpchk or jsonlog"
         );
         assert!(
-            expected(GLOBAL).ends_with("maxconn, tune.quic.fe.sec.retry-threshold or log"),
+            expected(GLOBAL).ends_with("tune.quic.fe.sec.retry-threshold or log"),
             "{}",
             expected(GLOBAL)
         );

@@ -102,6 +102,9 @@ pub struct Global {
     /// `tune.quic.fe.sec.retry-threshold`: handshakes in progress on one bind above which new clients
     /// must first prove their address with a Retry round trip.
     pub retry_threshold: usize,
+    /// `tune.quic.fe.sec.glitches-threshold`: protocol oddities one connection may commit before it is
+    /// closed with H3_EXCESSIVE_LOAD (0: never).
+    pub glitches_threshold: u32,
     /// `hard-stop-after`: a graceful stop ends by force after this.
     pub hard_stop_after: Option<Duration>,
     /// `tune.quic.fe.max-idle-timeout`.
@@ -165,6 +168,7 @@ impl Default for Global {
             kernel_steering: true,
             hard_stop_after: None,
             retry_threshold: 100,
+            glitches_threshold: 1000,
             max_idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
             stream_rxbuf: 256 * 1024,

@@ -214,6 +214,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     family("qproxy_stream_descriptors_total", Counter, "Stream descriptors created.", |i| one(i.layers.descs_total)),
     in_json(family("qproxy_tx_budget_bytes", Gauge, "Tx budget bytes in use.", |i| one(i.layers.tx_budget_bytes)), Json::Live("tx_budget_bytes")),
     family("qproxy_tx_budget_waits_total", Counter, "Streams refused by a full Tx budget.", |i| one(i.layers.tx_budget_waits)),
+    family("qproxy_quic_glitches_total", Counter, "Client protocol oddities counted against their connections (malformed or refused requests, requests reset before their response, heads that never came).", |i| one(i.layers.glitches)),
+    family("qproxy_quic_glitch_closes_total", Counter, "Connections closed with H3_EXCESSIVE_LOAD for passing tune.quic.fe.sec.glitches-threshold.", |i| one(i.layers.glitch_closes)),
     in_json(family("qproxy_stale_wakeups_total", Counter, "Tx budget room notifications whose sink was gone.", |i| one(i.layers.stale_wakeups)), Json::Top("stale_wakeups")),
     family("qproxy_stale_handles_total", Counter, "Backend events for an exchange whose client connection was gone.", |i| one(i.proxy.stale_handles.load(Relaxed))),
     in_json(family("qproxy_out_of_order_releases_total", Counter, "Out-of-order releases (must be 0).", |i| one(i.layers.out_of_order_releases)), Json::Top("out_of_order_releases")),

@@ -136,6 +136,7 @@ pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParam
         handshake_timeout: t.client_hs,
         http_request_timeout: t.http_request,
         keep_alive_timeout: t.http_keep_alive,
+        glitches_threshold: g.glitches_threshold,
     };
     (params, limits)
 }

@@ -237,3 +237,50 @@ fn a_425_is_replayed_after_the_handshake_not_shown_to_the_client() {
     assert_eq!(m["qproxy_http_requests_total{class=\"4xx\"}"], 0, "{m:?}");
     proxy.assert_gauges_return_to_zero();
 }
+
+/// Rapid reset over HTTP/3 (CVE-2023-44487): a client that opens and cancels requests in a tight loop
+/// passes `tune.quic.fe.sec.glitches-threshold` and is closed with H3_EXCESSIVE_LOAD, and its requests
+/// never reached the backend (each was cancelled in the datagram that opened it).
+#[test]
+fn a_rapid_reset_client_is_closed_and_costs_the_backend_nothing() {
+    let origin = crate::origins::counting("rapid", std::time::Duration::ZERO);
+    let proxy = Proxy::start_with(
+        &format!("    server o1 {}\n", origin.addr),
+        "",
+        "    tune.quic.fe.sec.glitches-threshold 50\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/rapid_reset.py");
+    let out = std::process::Command::new(crate::harness::aioquic_python())
+        .arg(script)
+        .args(["--port", &proxy.port.to_string(), "--requests", "400", "--ca"])
+        .arg(proxy.dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = &qproxy_tests::json::lines(&stdout)[0];
+    let m = proxy.metrics();
+    let glitches = (
+        m["qproxy_quic_glitches_total"],
+        m["qproxy_quic_glitch_closes_total"],
+    );
+    assert_eq!(
+        report["closed_with"],
+        0x107,
+        "H3_EXCESSIVE_LOAD: {report}, glitches {glitches:?}, served {}",
+        origin.served()
+    );
+    assert!(
+        report["sent"].as_u64().unwrap() < 400,
+        "closed before the loop ended: {report}"
+    );
+    assert_eq!(m["qproxy_quic_glitch_closes_total"], 1, "{m:?}");
+    assert!(m["qproxy_quic_glitches_total"] >= 50, "{m:?}");
+    assert_eq!(origin.served(), 0, "a cancelled request reached the backend");
+    proxy.assert_gauges_return_to_zero();
+}
