@@ -314,6 +314,7 @@ pub(super) const FRONTEND: &[Keyword] = &[
     kw(&["bind"], Parser::bind),
     kw(&["default_backend"], Parser::default_backend),
     kw(&["use_backend"], Parser::use_backend),
+    kw(&["quic-initial"], Parser::quic_initial),
     kw(&["http-response"], Parser::http_response),
     kw(&["http-request"], Parser::http_request),
     kw(&["early-data-methods"], Parser::early_data_methods),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod backend;
 mod frontend;
+mod initial;
 mod keywords;
 mod lexer;
 mod log;
@@ -19,6 +20,7 @@ use parser::Parser;
 mod tests;
 
 pub use backend::{Backend, BackendSettings, Balance, HttpCheck, Observe, Reuse, Server, ServerOptions};
+pub use initial::{canonical, Compare, InitialAction, InitialCond, InitialRule};
 pub use log::{LogDest, LogFormat, LogTarget};
 
 /// A configuration error at a place in a file.
@@ -287,6 +289,8 @@ pub struct Frontend {
     pub json_log: bool,
     /// `maxconn`: its HTTP/3 connections open at once (`None`: no limit but the global one).
     pub maxconn: Option<usize>,
+    /// `quic-initial` rules, in order.
+    pub quic_initial: Vec<InitialRule>,
     /// 0-RTT: `http-request wait-for-handshake` and `early-data-methods`.
     pub early_data: EarlyDataPolicy,
 }

@@ -131,6 +131,7 @@ impl Parser {
                             forwardfor: self.defaults_forwardfor,
                             json_log: self.defaults_json_log,
                             maxconn: self.defaults_maxconn,
+                            quic_initial: Vec::new(),
                             early_data: EarlyDataPolicy::default(),
                         },
                         tcp_bind: None,
@@ -243,7 +244,8 @@ impl Parser {
         }
     }
 
-    pub(super) fn acl(args: &[String], start: usize) -> Res<(Acl, bool)> {
+    /// `if|unless { FETCH VALUE ... }` from `args[start]`: the fetch, its values, and whether negated.
+    pub(super) fn condition(args: &[String], start: usize) -> Res<(String, Vec<String>, bool)> {
         let cond = need(args, start, "'if' or 'unless'")?;
         let negate = match cond {
             "if" => false,
@@ -263,8 +265,12 @@ impl Parser {
         let inner = &args[start + 2..close];
         let fetch = inner
             .first()
-            .ok_or("expected a fetch such as path_beg, path or hdr(host) inside { }")?;
-        let mut values: Vec<String> = inner[1..].to_vec();
+            .ok_or("expected a fetch inside { }, such as path_beg, hdr(host) or src")?;
+        Ok((fetch.clone(), inner[1..].to_vec(), negate))
+    }
+
+    pub(super) fn acl(args: &[String], start: usize) -> Res<(Acl, bool)> {
+        let (fetch, mut values, negate) = Self::condition(args, start)?;
         let acl = match fetch.as_str() {
             "path_beg" => Acl::PathBeg(values),
             "path" => Acl::Path(values),

@@ -403,3 +403,73 @@ fn the_cluster_secret_is_long_enough_and_never_shown() {
     assert_eq!(at, 2);
     assert!(msg.contains("at least 16 characters"), "{msg}");
 }
+
+#[test]
+fn quic_initial_rules_and_their_errors() {
+    use super::{Compare, InitialAction, InitialCond};
+    let with = |lines: &str| {
+        base().replacen(
+            "  default_backend app\n",
+            &format!("{lines}  default_backend app\n"),
+            1,
+        )
+    };
+    let c = parse(&with(
+        "  quic-initial dgram-drop if { src 10.0.0.0/8 192.0.2.7 2001:db8::/32 }\n  quic-initial reject unless { src_conn_cur lt 10 }\n  quic-initial send-retry\n",
+    ))
+    .unwrap();
+    let rules = &c.frontends[0].quic_initial;
+    assert_eq!(rules.len(), 3);
+    assert_eq!(rules[0].action, InitialAction::DgramDrop);
+    let Some((InitialCond::Src(nets), false)) = &rules[0].cond else {
+        panic!("{rules:?}");
+    };
+    assert_eq!(nets.len(), 3);
+    let src = rules[0].cond.as_ref().unwrap();
+    for (ip, inside) in [
+        ("10.9.8.7", true),
+        ("11.0.0.1", false),
+        ("192.0.2.7", true),
+        ("::ffff:10.1.1.1", true),
+        ("2001:db8::1", true),
+    ] {
+        assert_eq!(
+            src.0.holds(super::canonical(ip.parse().unwrap()), || 0),
+            inside,
+            "{ip}"
+        );
+    }
+    assert_eq!(
+        rules[1].cond,
+        Some((InitialCond::SrcConnCur(Compare::Lt, 10), true))
+    );
+    assert_eq!(
+        (rules[2].action, rules[2].cond.is_none()),
+        (InitialAction::SendRetry, true)
+    );
+    for (line, expected) in [
+        ("  quic-initial deny\n", "unknown quic-initial action 'deny'"),
+        (
+            "  quic-initial reject if { src 10.0.0.300/8 }\n",
+            "an address or network",
+        ),
+        ("  quic-initial reject if { src }\n", "at least one address"),
+        (
+            "  quic-initial reject if { src_conn_cur above 3 }\n",
+            "unknown operator 'above'",
+        ),
+        (
+            "  quic-initial reject if { path /x }\n",
+            "unknown fetch 'path' for quic-initial",
+        ),
+        (
+            "  quic-initial reject when { src 10.0.0.1 }\n",
+            "expected 'if' or 'unless'",
+        ),
+    ] {
+        let text = with(line);
+        let (at, msg) = error_line(&text);
+        assert_eq!(text.lines().nth(at - 1).unwrap(), line.trim_end(), "{msg}");
+        assert!(msg.contains(expected), "{line}: {msg}");
+    }
+}

@@ -3,6 +3,7 @@
 //! tokens of `quic-force-retry` binds.
 
 pub(crate) mod cid;
+pub(crate) mod initial_close;
 pub(crate) mod retry_token;
 pub(crate) mod rules;
 pub(crate) mod secret;

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::config::InitialAction;
+
 /// The class of a status sent to a client; `None` when the request ended before any status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StatusClass {
@@ -224,6 +226,7 @@ pub(crate) struct ProxyCounters {
     pub(crate) handed_off_dropped: AtomicU64,
     requests: [AtomicU64; StatusClass::ALL.len()],
     retries: [AtomicU64; RetryOutcome::ALL.len()],
+    initial_rules: [AtomicU64; InitialAction::ALL.len()],
     early_data: [AtomicU64; EarlyData::ALL.len()],
     pool: [AtomicU64; PoolEvent::ALL.len()],
 }
@@ -261,6 +264,7 @@ impl ProxyCounters {
                 resets_limited,
                 requests,
                 retries,
+                initial_rules,
                 early_data,
                 pool,
             } = c;
@@ -286,6 +290,7 @@ impl ProxyCounters {
             add(&total.resets_limited, resets_limited);
             add_all(&total.requests, requests);
             add_all(&total.retries, retries);
+            add_all(&total.initial_rules, initial_rules);
             add_all(&total.early_data, early_data);
             add_all(&total.pool, pool);
         }
@@ -307,6 +312,16 @@ impl ProxyCounters {
     /// Counts one QUIC Retry event.
     pub(crate) fn count_retry(&self, outcome: RetryOutcome) {
         self.retries[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A `quic-initial` rule decided `action` for a new client.
+    pub(crate) fn count_initial_rule(&self, action: InitialAction) {
+        self.initial_rules[action as usize].fetch_add(1, Relaxed);
+    }
+
+    /// New clients a `quic-initial` rule gave `action`.
+    pub(crate) fn initial_rules(&self, action: InitialAction) -> u64 {
+        self.initial_rules[action as usize].load(Relaxed)
     }
 
     /// Retry events with `outcome`.

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use qcc::{CloseCause, Snapshot};
 
+use crate::config::InitialAction;
 use crate::telemetry::counters::{
     EarlyData, PoolEvent, ProxyCounters, RetryOutcome, StatusClass, WorkerFigures,
 };
@@ -321,6 +322,12 @@ pub(crate) const FAMILIES: &[Family] = &[
     family("qproxy_backend_connect_errors_total", Counter, "Failed backend connections.", |i| one(i.proxy.connect_errors.load(Relaxed))),
     in_json(family("qproxy_cid_routes", Gauge, "Connection IDs in the router.", |i| one(i.proxy.cid_routes.load(Relaxed))), Json::Live("cid_routes")),
     family("qproxy_memory_trims_total", Counter, "Times an idle worker gave freed memory back to the system.", |i| one(i.proxy.memory_trims.load(Relaxed))),
+    with_labels(
+        family("qproxy_quic_initial_rules_total", Counter, "New clients a quic-initial rule decided for, by action.", |i| {
+            labelled("action", &InitialAction::ALL, InitialAction::as_str, |a| i.proxy.initial_rules(a))
+        }),
+        &["action"],
+    ),
     with_labels(
         family("qproxy_quic_retries_total", Counter, "Retry packets sent and their tokens' fate.", |i| {
             labelled("result", &RetryOutcome::ALL, RetryOutcome::label, |o| i.proxy.retries(o))

@@ -3,9 +3,11 @@
 
 use super::conns::Slot;
 use super::*;
+use crate::config::{canonical, InitialAction};
+use crate::frontend::initial_close;
 use crate::telemetry::counters::RetryOutcome;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
@@ -37,13 +39,31 @@ impl Worker {
         if len < 1200 {
             return None;
         }
+        let frontend = self.listeners[listener].frontend;
+        // `quic-initial` rules, by the source address alone, before anything is kept for the client.
+        let src = canonical(peer.ip());
+        let action = self.initial_action(frontend, src);
+        match action {
+            InitialAction::DgramDrop => return None,
+            InitialAction::Reject => {
+                let ours = self.cids.issue(self.me, &mut self.rng);
+                if let Some(n) =
+                    initial_close::refuse(hdr.version, &hdr.dcid, &hdr.scid, &ours, &mut self.out)
+                {
+                    let _ = self.listeners[listener]
+                        .io
+                        .send(peer, &self.out[..n], None, &self.proxy);
+                }
+                return None;
+            }
+            InitialAction::Accept | InitialAction::SendRetry => {}
+        }
         // `maxconn`, global then the frontend's: over either, the Initial is dropped before anything is
         // kept for it (the client tries again, as after a lost datagram).
         let Some(global) = self.limits.global.try_acquire() else {
             self.proxy.refused_maxconn.fetch_add(1, Relaxed);
             return None;
         };
-        let frontend = self.listeners[listener].frontend;
         let Some(own) = self.limits.frontends[frontend].try_acquire() else {
             self.proxy.refused_frontend_maxconn.fetch_add(1, Relaxed);
             return None;
@@ -53,7 +73,9 @@ impl Worker {
         // Retry: always with `quic-force-retry`, and while the bind has too many handshakes in progress
         // (a flood of Initials from addresses that may be spoofed); a client back with its token is
         // checked either way.
-        let retry = self.listeners[listener].force_retry || self.limits.over_retry_threshold(listener);
+        let retry = self.listeners[listener].force_retry
+            || action == InitialAction::SendRetry
+            || self.limits.over_retry_threshold(listener);
         let (scid, odcid) = if retry || !token.is_empty() {
             if hdr.ty != quiche::Type::Initial {
                 return None;
@@ -130,6 +152,7 @@ impl Worker {
             exchanges: HashMap::new(),
             _permits: [global, own],
             handshake: self.limits.handshakes[listener].try_acquire(),
+            _source: self.limits.sources.open(src),
             requests: 0,
             awaiting_handshake: Vec::new(),
             paced: None,
@@ -139,5 +162,21 @@ impl Worker {
         self.router.insert(scid.as_ref(), index);
         self.publish_routes();
         Some(index)
+    }
+
+    /// What the frontend's `quic-initial` rules say of a new client at `src` (counted when a rule
+    /// decided).
+    fn initial_action(&self, frontend: usize, src: IpAddr) -> InitialAction {
+        let rules = &self.config.frontends[frontend].quic_initial;
+        let open = || self.limits.sources.current(src);
+        let Some(rule) = rules.iter().find(|r| {
+            r.cond
+                .as_ref()
+                .is_none_or(|(cond, negate)| cond.holds(src, open) != *negate)
+        }) else {
+            return InitialAction::Accept;
+        };
+        self.proxy.count_initial_rule(rule.action);
+        rule.action
     }
 }

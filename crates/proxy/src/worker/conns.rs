@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use qcc::Event;
 
-use super::limit::Permit;
+use super::limit::{Permit, SourcePermit};
 use super::pacing::{must_wait, Paced};
 use super::udp::{TxBatch, UdpIo, MAX_DATAGRAM};
 use crate::telemetry::counters::ProxyCounters;
@@ -30,6 +30,8 @@ pub(super) struct Slot {
     pub(super) _permits: [Permit; 2],
     /// Its place among its bind's handshakes in progress, until the handshake is over.
     pub(super) handshake: Option<Permit>,
+    /// Its place in its client address's count (`src_conn_cur`).
+    pub(super) _source: SourcePermit,
     /// Requests that arrived on this connection so far (`http-reuse safe` treats the first apart).
     pub(super) requests: u64,
     /// Requests that came in early data and wait for the handshake to complete.

@@ -3,8 +3,12 @@
 //! connection holds a [`Permit`] of each in its slot (the handshake one until its handshake is over), so
 //! whatever way the slot goes (closed, removed, cleared by a forced stop), the counts come down with it.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::config::Config;
 
@@ -18,6 +22,8 @@ pub(crate) struct SharedLimits {
     /// Each bind's connections still in their handshake (no limit: counted for the threshold), in the
     /// workers' listener order.
     pub(crate) handshakes: Box<[Arc<ConnLimit>]>,
+    /// Connections open per client address (`src_conn_cur`).
+    pub(crate) sources: Arc<SourceCounts>,
     retry_threshold: AtomicUsize,
 }
 
@@ -28,6 +34,7 @@ impl SharedLimits {
             global: ConnLimit::new(None),
             frontends: config.frontends.iter().map(|_| ConnLimit::new(None)).collect(),
             handshakes: (0..binds).map(|_| ConnLimit::new(None)).collect(),
+            sources: Arc::default(),
             retry_threshold: AtomicUsize::new(0),
         };
         limits.reload(config);
@@ -48,6 +55,60 @@ impl SharedLimits {
     /// address first.
     pub(crate) fn over_retry_threshold(&self, listener: usize) -> bool {
         self.handshakes[listener].open() >= self.retry_threshold.load(Relaxed)
+    }
+}
+
+/// Connections open per client address, over every worker, for `quic-initial ... { src_conn_cur OP N }`.
+/// Touched when a connection opens and when it goes; sharded by address so that workers rarely meet on a
+/// lock.
+#[derive(Debug, Default)]
+pub(crate) struct SourceCounts {
+    shards: [Mutex<HashMap<IpAddr, u64>>; 16],
+}
+
+/// One connection's place in its address's count.
+#[derive(Debug)]
+pub(crate) struct SourcePermit {
+    counts: Arc<SourceCounts>,
+    ip: IpAddr,
+}
+
+impl SourceCounts {
+    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u64>> {
+        let h = xxhash_rust::xxh3::xxh3_64(
+            &match ip {
+                IpAddr::V4(v4) => u128::from(u32::from(v4)),
+                IpAddr::V6(v6) => u128::from(v6),
+            }
+            .to_le_bytes(),
+        );
+        &self.shards[h as usize % self.shards.len()]
+    }
+
+    /// Connections open now from `ip`.
+    pub(crate) fn current(&self, ip: IpAddr) -> u64 {
+        self.shard(ip).lock().get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Counts one more connection from `ip` until the permit is dropped.
+    pub(crate) fn open(self: &Arc<Self>, ip: IpAddr) -> SourcePermit {
+        *self.shard(ip).lock().entry(ip).or_insert(0) += 1;
+        SourcePermit {
+            counts: self.clone(),
+            ip,
+        }
+    }
+}
+
+impl Drop for SourcePermit {
+    fn drop(&mut self) {
+        let mut shard = self.counts.shard(self.ip).lock();
+        if let Some(n) = shard.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                shard.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -115,5 +176,19 @@ mod tests {
         assert_eq!(many.len(), 10);
         drop((b, c, many));
         assert_eq!(limit.open(), 0);
+    }
+
+    #[test]
+    fn source_counts_follow_their_permits_and_forget_idle_addresses() {
+        let counts: Arc<SourceCounts> = Arc::default();
+        let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let permits = [counts.open(a), counts.open(a), counts.open(b)];
+        assert_eq!((counts.current(a), counts.current(b)), (2, 1));
+        drop(permits);
+        assert_eq!((counts.current(a), counts.current(b)), (0, 0));
+        assert!(
+            counts.shards.iter().all(|s| s.lock().is_empty()),
+            "no entry left for idle addresses"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod limits;
 mod logs;
 mod origins;
 mod proxying;
+mod quic_initial;
 mod quinn_client;
 mod relay;
 mod reuse;
