@@ -25,6 +25,9 @@ pub struct TransportParams {
     pub max_ack_delay_ms: u64,
     /// Initial RTT estimate, before any sample.
     pub initial_rtt: Duration,
+    /// HTTP/3 `SETTINGS_MAX_FIELD_SECTION_SIZE`: a larger request field section closes the connection
+    /// with H3_EXCESSIVE_LOAD (quiche's rule). QPACK's dynamic table stays at 0 (quiche has none).
+    pub max_field_section_size: u64,
 }
 
 impl Default for TransportParams {
@@ -38,6 +41,7 @@ impl Default for TransportParams {
             max_recv_udp_payload: 65527,
             max_ack_delay_ms: 25,
             initial_rtt: Duration::from_millis(333),
+            max_field_section_size: 32 * 1024,
         }
     }
 }
@@ -113,7 +117,8 @@ impl ServerConfig {
         quic.set_max_ack_delay(params.max_ack_delay_ms);
         quic.set_initial_rtt(params.initial_rtt);
         quic.set_disable_active_migration(false);
-        let h3 = quiche::h3::Config::new()?;
+        let mut h3 = quiche::h3::Config::new()?;
+        h3.set_max_field_section_size(params.max_field_section_size);
         Ok(ServerConfig {
             quic,
             h3: Arc::new(h3),

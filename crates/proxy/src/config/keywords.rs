@@ -187,6 +187,14 @@ pub(super) const GLOBAL: &[Keyword] = &[
             Ok(())
         },
     ),
+    kw(&["tune.http.maxhdr"], |p, args| {
+        p.global.max_headers = count(args, "a header count", 1, 32_767)? as usize;
+        Ok(())
+    }),
+    kw(&["tune.http.max-field-section-size"], |p, args| {
+        p.global.max_field_section_size = size_arg(args, 1, "a size")? as usize;
+        no_more(args, 2)
+    }),
     kw(
         &["tune.quic.fe.sec.retry-threshold", "tune.quic.retry-threshold"],
         |p, args| {

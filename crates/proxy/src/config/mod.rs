@@ -107,6 +107,10 @@ pub struct Global {
     /// `tune.quic.fe.sec.glitches-threshold`: protocol oddities one connection may commit before it is
     /// closed with H3_EXCESSIVE_LOAD (0: never).
     pub glitches_threshold: u32,
+    /// `tune.http.maxhdr`: request header fields at most (431 past it).
+    pub max_headers: usize,
+    /// `tune.http.max-field-section-size`: a request field section's size at most.
+    pub max_field_section_size: usize,
     /// `hard-stop-after`: a graceful stop ends by force after this.
     pub hard_stop_after: Option<Duration>,
     /// `tune.quic.fe.max-idle-timeout`.
@@ -171,6 +175,8 @@ impl Default for Global {
             hard_stop_after: None,
             retry_threshold: 100,
             glitches_threshold: 1000,
+            max_headers: 101,
+            max_field_section_size: 32 * 1024,
             max_idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,
             stream_rxbuf: 256 * 1024,

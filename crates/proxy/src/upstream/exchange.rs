@@ -54,6 +54,8 @@ pub(crate) enum Termination {
     ClientAborted,
     /// `sQ`: no server slot freed up within `timeout queue`, or the queue was full (503).
     QueueTimeout,
+    /// `PR`: the proxy refused the request for its size (`tune.http.maxhdr`: 431).
+    HeadTooLarge,
 }
 
 impl Termination {
@@ -70,6 +72,7 @@ impl Termination {
             Termination::ServerTimeoutBody => "sD",
             Termination::ClientAborted => "CD",
             Termination::QueueTimeout => "sQ",
+            Termination::HeadTooLarge => "PR",
         }
     }
 
@@ -78,6 +81,7 @@ impl Termination {
         match self {
             Termination::ConnectFailed | Termination::ConnectTimeout | Termination::QueueTimeout => 503,
             Termination::ServerTimeout | Termination::ServerTimeoutBody => 504,
+            Termination::HeadTooLarge => 431,
             _ => 502,
         }
     }

@@ -128,6 +128,7 @@ pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParam
         max_streams_bidi: g.max_concurrent_streams,
         initial_max_data: g.conn_max_data,
         initial_max_stream_data: g.stream_max_data,
+        max_field_section_size: g.max_field_section_size as u64,
         ..TransportParams::default()
     };
     let limits = Limits {

@@ -99,6 +99,14 @@ impl Worker {
             stream,
             facts,
         );
+        if head.headers().len() > config.global.max_headers {
+            // RFC 9114, 4.2.2: a field section larger than we are willing to handle gets 431, and the
+            // connection lives on.
+            let why = Termination::HeadTooLarge;
+            self.respond_error(conn, stream, why.status(), &mut request);
+            request.finish(why, Arc::from("-"));
+            return;
+        }
         let Some(b) = select_backend(&config, frontend, &head) else {
             return self.answer_without_backend(conn, stream, request);
         };

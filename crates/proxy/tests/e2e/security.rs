@@ -284,3 +284,54 @@ fn a_rapid_reset_client_is_closed_and_costs_the_backend_nothing() {
     assert_eq!(origin.served(), 0, "a cancelled request reached the backend");
     proxy.assert_gauges_return_to_zero();
 }
+
+/// Field limits: more header fields than `tune.http.maxhdr` get 431 and the connection lives on (RFC
+/// 9114, 4.2.2); a field section over `tune.http.max-field-section-size` closes the connection with
+/// H3_EXCESSIVE_LOAD (quiche's rule: it will not decode it). Neither reaches the origin.
+#[test]
+fn too_many_fields_get_431_and_an_oversized_section_closes_with_excessive_load() {
+    let origin = recording(false);
+    let proxy = Proxy::start_with(
+        &server_line(&origin),
+        "",
+        "    tune.http.maxhdr 5\n    tune.http.max-field-section-size 2k\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    const FIELDS: [(&str, &str); 6] = [
+        ("x-f0", "v"),
+        ("x-f1", "v"),
+        ("x-f2", "v"),
+        ("x-f3", "v"),
+        ("x-f4", "v"),
+        ("x-f5", "v"),
+    ];
+    let results = send_raw(
+        &proxy,
+        &[
+            request("localhost", "/six", &FIELDS),
+            request("localhost", "/five", &FIELDS[..5]),
+        ],
+    );
+    let statuses: Vec<Option<u16>> = results.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![Some(431), Some(200)], "{results:?}");
+    let heads = origin.heads();
+    assert!(
+        heads.iter().all(|h| !h.contains("/six")) && heads.iter().any(|h| h.contains("/five")),
+        "{heads:?}"
+    );
+    assert!(
+        proxy.log().contains("\"GET localhost /six\" 431 ") && proxy.log().contains(" PR"),
+        "{}",
+        proxy.log()
+    );
+
+    let big = "a".repeat(4096);
+    let results = send_raw(&proxy, &[request("localhost", "/big", &[("x-big", &big)])]);
+    let error = results[0].error.clone().unwrap_or_default();
+    assert!(
+        results[0].status.is_none() && error.contains("0x107"),
+        "closed with H3_EXCESSIVE_LOAD: {results:?}"
+    );
+    assert!(origin.heads().iter().all(|h| !h.contains("/big")));
+    proxy.assert_gauges_return_to_zero();
+}
