@@ -62,6 +62,9 @@ pub struct Limits {
     /// Protocol oddities a client may commit on one connection before it is closed with
     /// H3_EXCESSIVE_LOAD (`tune.quic.fe.sec.glitches-threshold`; 0: never).
     pub glitches_threshold: u32,
+    /// Requests a connection may carry over its life before GOAWAY asks the client for a new one
+    /// (`tune.quic.fe.stream.max-total`; 0: no limit).
+    pub max_total_requests: u64,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             http_request_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
             glitches_threshold: 1000,
+            max_total_requests: 0,
         }
     }
 }

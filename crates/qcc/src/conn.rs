@@ -97,6 +97,8 @@ pub struct Connection {
     dead_reported: bool,
     /// The client's protocol oddities so far (see [`Connection::glitch`]).
     glitches: u32,
+    /// Requests accepted over the connection's life (for `max_total_requests`).
+    requests: u64,
 }
 
 fn is_client_bidi(id: u64) -> bool {
@@ -152,6 +154,7 @@ impl Connection {
             close_requested: false,
             dead_reported: false,
             glitches: 0,
+            requests: 0,
         })
     }
 
@@ -420,11 +423,20 @@ impl Connection {
             return;
         }
         match parsed {
-            Ok(head) => self.events.push_back(Event::Request {
-                stream: id,
-                head,
-                end: !more_frames,
-            }),
+            Ok(head) => {
+                self.events.push_back(Event::Request {
+                    stream: id,
+                    head,
+                    end: !more_frames,
+                });
+                self.requests += 1;
+                let most = self.limits.max_total_requests;
+                if most > 0 && self.requests >= most {
+                    // Its last: GOAWAY lets the ones in flight finish, and the client opens a new
+                    // connection for the next (as HAProxy's max-total-streams).
+                    self.send_goaway();
+                }
+            }
             Err(e) => {
                 // The upper side never saw this request: release it without an event, with the code the
                 // RFC names (H3_MESSAGE_ERROR when malformed, H3_REQUEST_REJECTED for CONNECT).
@@ -724,6 +736,13 @@ impl Connection {
 
     /// Graceful shutdown: GOAWAY, refuse new requests, let the ones in progress finish.
     pub fn shutdown(&mut self, _now: Instant) {
+        self.send_goaway();
+        self.report_dead();
+    }
+
+    /// GOAWAY after the highest request seen (refusing the streams opened past it), or a close when
+    /// HTTP/3 is not up yet.
+    fn send_goaway(&mut self) {
         if self.goaway.is_some() {
             return;
         }
@@ -747,7 +766,6 @@ impl Connection {
             }
             None => self.close_with(true, codes::H3_NO_ERROR, "shutdown"),
         }
-        self.report_dead();
     }
 
     /// Closes at once with an application error code.

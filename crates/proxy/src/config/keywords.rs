@@ -187,6 +187,10 @@ pub(super) const GLOBAL: &[Keyword] = &[
             Ok(())
         },
     ),
+    kw(&["tune.quic.fe.stream.max-total"], |p, args| {
+        p.global.max_total_requests = count(args, "a request count (0: no limit)", 0, u64::MAX)?;
+        Ok(())
+    }),
     kw(&["tune.http.maxhdr"], |p, args| {
         p.global.max_headers = count(args, "a header count", 1, 32_767)? as usize;
         Ok(())

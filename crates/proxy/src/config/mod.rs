@@ -107,6 +107,8 @@ pub struct Global {
     /// `tune.quic.fe.sec.glitches-threshold`: protocol oddities one connection may commit before it is
     /// closed with H3_EXCESSIVE_LOAD (0: never).
     pub glitches_threshold: u32,
+    /// `tune.quic.fe.stream.max-total`: requests one connection may carry over its life (0: no limit).
+    pub max_total_requests: u64,
     /// `tune.http.maxhdr`: request header fields at most (431 past it).
     pub max_headers: usize,
     /// `tune.http.max-field-section-size`: a request field section's size at most.
@@ -176,6 +178,7 @@ impl Default for Global {
             retry_threshold: 100,
             glitches_threshold: 1000,
             max_headers: 101,
+            max_total_requests: 0,
             max_field_section_size: 32 * 1024,
             max_idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 100,

@@ -138,6 +138,7 @@ pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParam
         http_request_timeout: t.http_request,
         keep_alive_timeout: t.http_keep_alive,
         glitches_threshold: g.glitches_threshold,
+        max_total_requests: g.max_total_requests,
     };
     (params, limits)
 }

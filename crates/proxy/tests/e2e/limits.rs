@@ -170,3 +170,26 @@ fn handshakes_in_progress_above_the_threshold_turn_retry_on_until_they_end() {
     assert_eq!(retries("validated"), 1, "back below the threshold");
     proxy.assert_gauges_return_to_zero();
 }
+
+/// `tune.quic.fe.stream.max-total 3`: the third request on a connection is its last; GOAWAY refuses the
+/// streams opened after it with H3_REQUEST_REJECTED (safe to retry elsewhere), and they never reach the
+/// origin.
+#[test]
+fn a_connection_carries_at_most_max_total_requests() {
+    let origin = crate::origins::counting("o", Duration::ZERO);
+    let proxy = Proxy::start_with(
+        &format!("    server o1 {}\n", origin.addr),
+        "",
+        "    tune.quic.fe.stream.max-total 3\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    timeout connect 2s\n    timeout server 2s\n",
+    );
+    let urls: Vec<String> = (0..6).map(|i| proxy.url(&format!("/r{i}"))).collect();
+    let ca = proxy.dir.join("ca.pem").display().to_string();
+    let results = crate::harness::aioquic(proxy.port, &["--ca", &ca], &urls);
+    let ok = results.iter().filter(|r| r.status == Some(200)).count();
+    let rejected = results.iter().filter(|r| r.reset == Some(0x10b)).count();
+    // Streams reach the proxy in order on loopback; one out of order may slip in before the GOAWAY.
+    assert!((3..=4).contains(&ok) && ok + rejected == 6, "{results:?}");
+    assert_eq!(origin.served(), ok, "refused streams never reached the origin");
+    proxy.assert_gauges_return_to_zero();
+}
