@@ -269,6 +269,7 @@ impl Supervisor {
                 g.workers(),
                 g.server_id.clone(),
                 g.quic_lb_key.clone(),
+                g.cluster_secret.clone(),
                 g.logs.clone(),
                 g.kernel_steering,
                 g.udp_gso,
@@ -276,7 +277,7 @@ impl Supervisor {
         };
         if fixed(&new) != fixed(&self.config) {
             tracing::warn!(
-                "SIGHUP: listener changes (binds, nbthread, server-id, quic-lb-key, log targets, UDP settings) need a restart; keeping the running configuration"
+                "SIGHUP: listener changes (binds, nbthread, server-id, quic-lb-key, cluster-secret, log targets, UDP settings) need a restart; keeping the running configuration"
             );
             return;
         }

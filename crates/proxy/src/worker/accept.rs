@@ -28,15 +28,16 @@ impl Worker {
         let len = datagram.len();
         let hdr = quiche::Header::from_slice(datagram, self.cids.len()).ok()?;
         let local = self.listeners[listener].local;
+        // A client Initial fills at least 1200 bytes (RFC 9000, 14.1); smaller ones cost us nothing, and
+        // get no Version Negotiation either (5.2.2: a spoofed source would be its reflector).
+        if len < 1200 {
+            return None;
+        }
         if !quiche::version_is_supported(hdr.version) {
             let n = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut self.out).ok()?;
             let _ = self.listeners[listener]
                 .io
                 .send(peer, &self.out[..n], None, &self.proxy);
-            return None;
-        }
-        // A client Initial fills at least 1200 bytes (RFC 9000, 14.1); smaller ones cost us nothing.
-        if len < 1200 {
             return None;
         }
         let frontend = self.listeners[listener].frontend;

@@ -90,8 +90,13 @@ impl Worker {
     }
 
     /// A reloaded configuration, for new requests: balancers start afresh, servers keep their state (the
-    /// supervisor carried it into `runtime`). Listeners and TLS stay as they are.
+    /// supervisor carried it into `runtime`). Listeners, TLS and the transport parameters stay as they
+    /// are; the connection layer's limits (timeouts, Tx budget, glitches, requests per connection) apply
+    /// to connections accepted from now on.
     fn apply_reload(&mut self, config: Arc<Config>, runtime: Arc<Runtime>) {
+        for listener in &mut self.listeners {
+            listener.tls.limits = listener::quic_settings(&config, listener.frontend).1;
+        }
         self.balancers = config
             .backends
             .iter()

@@ -123,7 +123,7 @@ impl Proxy {
         self.wait_until_up();
     }
 
-    /// Rewrites the `backend app` servers of the configuration file (for SIGHUP).
+    /// Replaces `old` with `new` in the configuration file (for SIGHUP): servers, limits.
     pub fn rewrite_servers(&self, old: &str, new: &str) {
         let cfg = self.dir.join("qproxy.cfg");
         let text = std::fs::read_to_string(&cfg).unwrap();

@@ -177,12 +177,20 @@ fn handshakes_in_progress_above_the_threshold_turn_retry_on_until_they_end() {
 #[test]
 fn a_connection_carries_at_most_max_total_requests() {
     let origin = crate::origins::counting("o", Duration::ZERO);
+    // Set by a reload: the connection layer's limits apply to connections accepted after a SIGHUP.
     let proxy = Proxy::start_with(
         &format!("    server o1 {}\n", origin.addr),
         "",
-        "    tune.quic.fe.stream.max-total 3\n    tune.quic.fe.max-idle-timeout 10s\n",
+        "    tune.quic.fe.stream.max-total 0\n    tune.quic.fe.max-idle-timeout 10s\n",
         "    timeout connect 2s\n    timeout server 2s\n",
     );
+    proxy.rewrite_servers("max-total 0", "max-total 3");
+    proxy.signal("HUP");
+    let started = Instant::now();
+    while !proxy.log().contains("configuration reloaded") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let urls: Vec<String> = (0..6).map(|i| proxy.url(&format!("/r{i}"))).collect();
     let ca = proxy.dir.join("ca.pem").display().to_string();
     let results = crate::harness::aioquic(proxy.port, &["--ca", &ca], &urls);

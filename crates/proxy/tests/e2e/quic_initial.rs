@@ -136,3 +136,27 @@ fn src_conn_cur_limits_the_connections_of_one_address() {
     proxy.assert_gauges_return_to_zero();
     assert!(served(&options), "the address's count came back down");
 }
+
+/// A long header of an unknown version gets Version Negotiation only when it fills 1200 bytes, as a
+/// client's first datagram must: a smaller one could come from a spoofed source (RFC 9000, 5.2.2).
+#[test]
+fn version_negotiation_answers_only_full_size_datagrams() {
+    let proxy = start("");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(("127.0.0.1", proxy.port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    let datagram = |len: usize| {
+        let mut d = vec![
+            0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9,
+        ];
+        d.resize(len, 0);
+        d
+    };
+    let mut buf = [0u8; 1500];
+    socket.send(&datagram(42)).unwrap();
+    assert!(socket.recv(&mut buf).is_err(), "a 42-byte datagram got an answer");
+    socket.send(&datagram(1200)).unwrap();
+    let n = socket.recv(&mut buf).expect("Version Negotiation");
+    assert_eq!(&buf[1..5], &[0, 0, 0, 0], "version 0: Version Negotiation");
+    assert!(buf[..n].windows(4).any(|w| w == [0, 0, 0, 1]), "offers QUIC v1");
+}
