@@ -5,6 +5,7 @@
 mod bench;
 mod demo_proc;
 mod fleet;
+mod fuzz;
 mod integration;
 
 use std::process::{Command, ExitCode};
@@ -26,6 +27,8 @@ commands:
           random client fates and backend failures through a lossy fault proxy (default 100000, seed 1)
   bench [--rounds N] [--quick] [--threads N] [--haproxy PATH] [--cases K,..] [--peers P,..]
           qproxy, HAProxy (QUIC) and Caddy side by side: req/s, latency, MB/s, CPU and RSS; target/bench
+  fuzz [--seconds N] [--target T]
+          the cargo-fuzz targets in fuzz/ on nightly, N seconds each (default 60); cargo test runs a slice
   fleet   two qproxy instances behind a stateless nftables QUIC-LB balancer in network namespaces (root)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, fleet, the test suite";
 
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
         Some("bench") => deps().and_then(|()| bench::bench(&args[1..])),
+        Some("fuzz") => workspace_root().and_then(|root| fuzz::fuzz(&root, &args[1..])),
         Some("fleet") => debug_binaries().and_then(|root| fleet::fleet(&root)),
         Some("ci") => ci(),
         _ => {
@@ -251,6 +255,11 @@ fn debug_binaries() -> Result<std::path::PathBuf> {
         "--package",
         "h3-client",
     ])?;
+    workspace_root()
+}
+
+/// The directory of the workspace's Cargo.toml.
+fn workspace_root() -> Result<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;

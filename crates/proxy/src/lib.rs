@@ -9,6 +9,8 @@
 
 pub mod config;
 mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 mod serve;
 mod telemetry;
 pub mod tools;

@@ -182,6 +182,11 @@ pub(crate) fn parse_response(
     let status = resp
         .code
         .ok_or_else(|| ResponseError::Malformed("no status".into()))?;
+    // httparse takes any three digits; HTTP/1.1 status codes are 100 to 999 (RFC 9110, 15), and an HTTP/3
+    // `:status` must be one (found by the response_head fuzz target: a server's `099` panicked a worker).
+    if status < 100 {
+        return Err(ResponseError::Malformed(format!("status {status:03}")));
+    }
     if status == 101 {
         return Err(ResponseError::Malformed(
             "protocol upgrade (101) cannot cross to HTTP/3".into(),
@@ -444,6 +449,31 @@ mod tests {
         assert_eq!(
             encode_request(&head(&[], None), true, None).1,
             UploadFraming::None
+        );
+    }
+
+    #[test]
+    fn a_status_below_100_is_a_malformed_head_not_a_panic() {
+        // The response_head fuzz target's first find: httparse reads `099` as 99.
+        for raw in [
+            &b"HTTP/1.0 099 Co\r\n\r\n"[..],
+            b"HTTP/1.1 000 X\r\n\r\n",
+            b"HTTP/1.1 042 X\r\n\r\n",
+        ] {
+            let err = parse_response(raw, "GET").unwrap_err();
+            assert!(
+                matches!(err, ResponseError::Malformed(ref m) if m.starts_with("status 0")),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", "GET")
+                .unwrap()
+                .unwrap()
+                .0
+                .head
+                .status(),
+            100
         );
     }
 

@@ -102,7 +102,12 @@ fn a_backend_that_closes_or_talks_nonsense_gives_502() {
         read_head(&mut s);
         let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
-    for addr in [closer, nonsense] {
+    // A status of two digits: once a worker's panic (found by the response_head fuzz target).
+    let low_status = origin(|mut s| {
+        read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.0 099 Co\r\n\r\n");
+    });
+    for addr in [closer, nonsense, low_status] {
         let proxy = Proxy::start(&format!("    server bad {addr}\n"), "");
         let seen = gtlsclient(proxy.port, &[], &[proxy.url("/")]);
         assert_eq!(seen.statuses, vec![502], "{}", seen.output);
