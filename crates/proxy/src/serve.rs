@@ -49,6 +49,10 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         config.global.quic_lb_key.as_ref().map(|k| &k.0),
         workers,
     ));
+    // Before anything can be seen from outside (the stats port, the listeners): a SIGHUP or SIGTERM
+    // that comes as soon as the stats port answers is queued for the loop below, never the default
+    // action (which ends the process).
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     crate::telemetry::log_ship::start(&config.global.logs).context("opening the log targets")?;
     let runtime = Arc::new(Runtime::new(&config, None));
     let shared: SharedRuntime = Arc::new(RwLock::new(runtime.clone()));
@@ -85,6 +89,8 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
         .map_err(|_| anyhow!("no random TLS ticket key"))?;
 
     let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), ENDED)?);
     let (ended_tx, ended) = crossbeam_channel::unbounded();
     let (ready_tx, ready) = crossbeam_channel::unbounded();
@@ -161,9 +167,6 @@ pub fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<Exit> {
     for addr in addrs {
         tracing::info!(%addr, workers, "listening for HTTP/3");
     }
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    poll.registry()
-        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let exit = supervisor.wait(&mut poll, &mut signals);
     crate::telemetry::log_buffer::flush();
     crate::telemetry::log_ship::drain();

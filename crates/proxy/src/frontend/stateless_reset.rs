@@ -216,40 +216,29 @@ mod tests {
             .is_ok());
         // Many sources at once: the burst, then nothing until the bucket refills.
         let mut r = Resetter::new(start);
-        let sent = (0..10_000u32)
-            .filter(|i| {
-                r.reset(
-                    &key,
-                    &d,
-                    16,
-                    IpAddr::from(i.to_be_bytes()),
-                    start,
-                    &mut rng,
-                    &mut out,
-                )
-                .is_ok()
-            })
-            .count();
+        let mut from_each = |sources: std::ops::Range<u32>, at: Instant| {
+            sources
+                .filter(|i| {
+                    r.reset(
+                        &key,
+                        &d,
+                        16,
+                        IpAddr::from(i.to_be_bytes()),
+                        at,
+                        &mut rng,
+                        &mut out,
+                    )
+                    .is_ok()
+                })
+                .count()
+        };
+        let sent = from_each(0..10_000, start);
         assert!(sent <= BURST as usize, "{sent}");
         assert!(
             sent > BURST as usize / 2,
             "{sent}: most sources have their own slot"
         );
-        let later = start + Duration::from_millis(10);
-        let more = (10_000..20_000u32)
-            .filter(|i| {
-                r.reset(
-                    &key,
-                    &d,
-                    16,
-                    IpAddr::from(i.to_be_bytes()),
-                    later,
-                    &mut rng,
-                    &mut out,
-                )
-                .is_ok()
-            })
-            .count();
+        let more = from_each(10_000..20_000, start + Duration::from_millis(10));
         assert!(more <= 10, "10 ms refill {more}");
     }
 }

@@ -266,6 +266,31 @@ impl Proxy {
     }
 }
 
+/// Connections from `options` held open (two requests `pause` apart), once the proxy counts all `n`.
+pub fn hold_connections(
+    proxy: &Proxy,
+    options: &h3_client::Options,
+    n: usize,
+    pause: Duration,
+) -> Vec<std::thread::JoinHandle<anyhow::Result<Vec<h3_client::ConnectionReport>>>> {
+    use h3_client::Request;
+    let holders = (0..n)
+        .map(|_| {
+            let mut held = options.clone();
+            held.pause_between = Some(pause);
+            std::thread::spawn(move || {
+                h3_client::run(&held, &[Request::get("/bytes/10"), Request::get("/bytes/10")])
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while proxy.metrics()["qproxy_quic_connections"] < n as u64 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holders
+}
+
 /// qproxy on `dir/qproxy.cfg`, logging to `dir/qproxy.log` (appended to: a restart keeps the first log).
 fn spawn(dir: &Path) -> Child {
     let log = std::fs::OpenOptions::new()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use h3_client::{run, Options, Request};
 
-use crate::harness::Proxy;
+use crate::harness::{hold_connections, Proxy};
 
 fn origin_servers() -> String {
     let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -45,18 +45,7 @@ fn refuses_a_third_connection(proxy: &Proxy, limit: &str) {
     let server = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     let options = Options::new(server, proxy.dir.join("ca.pem"));
     // Two connections, each held open by a pause between its two requests.
-    let holders: Vec<_> = (0..2)
-        .map(|_| {
-            let mut held = options.clone();
-            held.pause_between = Some(Duration::from_secs(3));
-            std::thread::spawn(move || run(&held, &[Request::get("/bytes/10"), Request::get("/bytes/10")]))
-        })
-        .collect();
-    let started = Instant::now();
-    while proxy.metrics()["qproxy_quic_connections"] < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holders = hold_connections(proxy, &options, 2, Duration::from_secs(3));
     let mut third = options.clone();
     third.timeout = Duration::from_millis(1500);
     assert!(
@@ -128,18 +117,7 @@ fn handshakes_in_progress_above_the_threshold_turn_retry_on_until_they_end() {
         );
     };
     // Two connections past their handshake, held open: they do not count.
-    let holders: Vec<_> = (0..2)
-        .map(|_| {
-            let mut held = options.clone();
-            held.pause_between = Some(Duration::from_secs(2));
-            std::thread::spawn(move || run(&held, &[Request::get("/"), Request::get("/")]))
-        })
-        .collect();
-    let started = Instant::now();
-    while proxy.metrics()["qproxy_quic_connections"] < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holders = hold_connections(&proxy, &options, 2, Duration::from_secs(2));
     served(&options);
     assert_eq!(
         (retries("sent"), retries("validated")),

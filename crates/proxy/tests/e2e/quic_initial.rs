@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use h3_client::{run, Options, Request};
 
-use crate::harness::Proxy;
+use crate::harness::{hold_connections, Proxy};
 
 fn start(rules: &str) -> Proxy {
     let origin = qproxy::tools::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -114,18 +114,7 @@ fn dgram_drop_answers_nothing_and_reject_refuses_the_connection() {
 fn src_conn_cur_limits_the_connections_of_one_address() {
     let proxy = start("    quic-initial reject if { src_conn_cur ge 2 }\n");
     let options = options(&proxy);
-    let holders: Vec<_> = (0..2)
-        .map(|_| {
-            let mut held = options.clone();
-            held.pause_between = Some(Duration::from_secs(2));
-            std::thread::spawn(move || run(&held, &[Request::get("/"), Request::get("/")]))
-        })
-        .collect();
-    let started = Instant::now();
-    while proxy.metrics()["qproxy_quic_connections"] < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", proxy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holders = hold_connections(&proxy, &options, 2, Duration::from_secs(2));
     assert!(
         !served(&options),
         "a third connection from 127.0.0.1 was accepted"
