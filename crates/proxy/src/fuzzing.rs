@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::frontend::retry_token::RetryTokens;
 use crate::upstream::h1::{parse_response, ChunkedDecoder};
 
-/// Fields that never cross to HTTP/3 (RFC 9114, 4.2): they are the hop's, not the message's.
+/// Fields that never cross to HTTP/3 (RFC 9114, 4.2): they are the hop's, not the message's. Listed here
+/// from the RFC, not taken from qcs, so that a field dropped from qcs's own list is caught.
 const CONNECTION_SPECIFIC: [&[u8]; 5] = [
     b"connection",
     b"keep-alive",
