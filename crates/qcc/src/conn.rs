@@ -410,7 +410,12 @@ impl Connection {
         }
         let mut stream = Stream::new(id, &self.budget, self.limits.stream_rx_buf);
         let parsed = stream.on_request_headers(list, more_frames);
-        let verdict = stream.transport_verdict(&mut self.transport);
+        // A RESET_STREAM right behind the head (the rapid-reset shape) is checked here, once per request,
+        // not in `transport_verdict`, which runs on every send and every input.
+        let verdict = match stream.peer_reset_code(&mut self.transport) {
+            Some(code) => Some(StreamError::PeerReset(code)),
+            None => stream.transport_verdict(&mut self.transport),
+        };
         self.streams.insert(stream);
         if let Some(verdict) = verdict {
             // STOP_SENDING came before (or with) the request (HAProxy #2563, #2372): nobody wants the

@@ -355,10 +355,6 @@ impl Stream {
     /// Whether the transport refuses to send on this stream any more: stopped by the peer (with its code)
     /// or already discarded.
     pub fn transport_verdict(&self, conn: &mut Transport) -> Option<StreamError> {
-        // A RESET_STREAM in the packet that opened the stream (the rapid-reset shape).
-        if let Some(code) = self.peer_reset_code(conn) {
-            return Some(StreamError::PeerReset(code));
-        }
         match conn.stream_capacity(self.id) {
             Ok(_) => None,
             Err(quiche::Error::StreamStopped(code)) => Some(StreamError::Stopped(code)),
