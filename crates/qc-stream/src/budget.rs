@@ -1,4 +1,5 @@
-//! The connection-wide Tx budget and its room notification.
+//! The connection-wide Tx budget, the process-wide Tx pool over all budgets, and their room
+//! notification.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -31,6 +32,105 @@ struct Inner {
     wanted: AtomicBool,
     sink: Mutex<Sink>,
     counters: Arc<Counters>,
+    pool: Option<TxPool>,
+    /// This budget is on its pool's wait list.
+    pool_wanted: AtomicBool,
+}
+
+/// A byte limit on the Tx data that all connections of the process hold together
+/// (`tune.quic.mem.tx-max`), beside each connection's own budget.
+///
+/// A charge that fits its connection's budget is still refused while the pool is full, unless that
+/// connection holds nothing: as with a budget, an empty one admits its charge, so every connection can
+/// always move one chunk and none waits forever on the others. The pool may thus exceed its limit by at
+/// most one chunk per connection. Budgets it refused are told (through their own sinks) when bytes
+/// anywhere in the pool are freed. Cloning shares the pool; it holds budgets by `Weak` only.
+#[derive(Clone)]
+pub struct TxPool(Arc<Pool>);
+
+struct Pool {
+    /// 0: no limit.
+    limit: AtomicUsize,
+    in_use: AtomicUsize,
+    /// Budgets refused by the pool since it last had room.
+    waiting: Mutex<Vec<Weak<Inner>>>,
+    any_waiting: AtomicBool,
+}
+
+impl TxPool {
+    /// A pool of `limit` bytes (0: no limit).
+    pub fn new(limit: usize) -> Self {
+        TxPool(Arc::new(Pool {
+            limit: AtomicUsize::new(limit),
+            in_use: AtomicUsize::new(0),
+            waiting: Mutex::new(Vec::new()),
+            any_waiting: AtomicBool::new(false),
+        }))
+    }
+
+    /// Changes the limit for charges from now on (a reload); bytes in use stay.
+    pub fn set_limit(&self, limit: usize) {
+        self.0.limit.store(limit, Relaxed);
+    }
+
+    /// Bytes charged over every budget of the pool and not yet freed.
+    pub fn in_use(&self) -> usize {
+        self.0.in_use.load(Relaxed)
+    }
+
+    fn try_charge(&self, len: usize, empty_budget: bool) -> bool {
+        let pool = &self.0;
+        let mut cur = pool.in_use.load(Relaxed);
+        loop {
+            let limit = pool.limit.load(Relaxed);
+            if !empty_budget && limit != 0 && cur + len > limit {
+                return false;
+            }
+            match pool
+                .in_use
+                .compare_exchange_weak(cur, cur + len, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn wait(&self, budget: &Arc<Inner>) {
+        if !budget.pool_wanted.swap(true, Relaxed) {
+            self.0.waiting.lock().push(Arc::downgrade(budget));
+            self.0.any_waiting.store(true, Relaxed);
+        }
+    }
+
+    fn refund(&self, len: usize) {
+        let pool = &self.0;
+        let before = pool.in_use.fetch_sub(len, Relaxed);
+        debug_assert!(before >= len, "Tx pool refunded more than was charged");
+        let limit = pool.limit.load(Relaxed);
+        if !pool.any_waiting.load(Relaxed) || (limit != 0 && before - len >= limit) {
+            return;
+        }
+        // Taken under the lock, told outside it: a sink may wake another thread's loop.
+        let waiting = {
+            let mut list = pool.waiting.lock();
+            pool.any_waiting.store(false, Relaxed);
+            std::mem::take(&mut *list)
+        };
+        for budget in waiting.iter().filter_map(Weak::upgrade) {
+            budget.pool_wanted.store(false, Relaxed);
+            TxBudget(budget).notify_room();
+        }
+    }
+}
+
+impl fmt::Debug for TxPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxPool")
+            .field("limit", &self.0.limit.load(Relaxed))
+            .field("in_use", &self.in_use())
+            .finish()
+    }
 }
 
 enum Sink {
@@ -42,12 +142,19 @@ enum Sink {
 impl TxBudget {
     /// A budget of `limit` bytes, counted into `counters`.
     pub fn new(limit: usize, counters: Arc<Counters>) -> Self {
+        Self::with_pool(limit, None, counters)
+    }
+
+    /// A budget of `limit` bytes whose charges also count against `pool`, when there is one.
+    pub fn with_pool(limit: usize, pool: Option<TxPool>, counters: Arc<Counters>) -> Self {
         TxBudget(Arc::new(Inner {
             limit,
             in_use: AtomicUsize::new(0),
             wanted: AtomicBool::new(false),
             sink: Mutex::new(Sink::None),
             counters,
+            pool,
+            pool_wanted: AtomicBool::new(false),
         }))
     }
 
@@ -76,8 +183,9 @@ impl TxBudget {
         *self.0.sink.lock() = Sink::Detached;
     }
 
-    /// Charges `len` bytes, or refuses when they do not fit. An empty budget admits any charge, so a chunk
-    /// larger than the whole limit cannot wait forever. A refusal arms one room notification.
+    /// Charges `len` bytes, or refuses when they do not fit this budget or its pool. An empty budget
+    /// admits any charge, so a chunk larger than the whole limit cannot wait forever. A refusal arms one
+    /// room notification.
     pub(crate) fn try_charge(&self, len: usize) -> bool {
         let inner = &self.0;
         let mut cur = inner.in_use.load(Relaxed);
@@ -95,17 +203,30 @@ impl TxBudget {
                 Err(now) => cur = now,
             }
         }
+        if let Some(pool) = &inner.pool {
+            if !pool.try_charge(len, cur == 0) {
+                inner.in_use.fetch_sub(len, Relaxed);
+                pool.wait(inner);
+                inner.counters.count_budget_wait();
+                inner.counters.count_pool_wait();
+                return false;
+            }
+        }
         inner.counters.charge_budget(len);
         true
     }
 
-    /// Returns `len` bytes and, when a charge was refused since the last notification, tells the sink.
+    /// Returns `len` bytes and, when a charge was refused since the last notification, tells the sink
+    /// (and the pool tells the budgets it refused).
     pub(crate) fn refund(&self, len: usize) {
         let inner = &self.0;
         inner.in_use.fetch_sub(len, Relaxed);
         inner.counters.refund_budget(len);
         if inner.wanted.swap(false, Relaxed) {
             self.notify_room();
+        }
+        if let Some(pool) = &inner.pool {
+            pool.refund(len);
         }
     }
 

@@ -137,6 +137,8 @@ pub struct Counters {
     tx_budget_bytes: AtomicU64,
     /// Times a stream was refused by a full Tx budget and put on the budget wait list.
     tx_budget_waits: AtomicU64,
+    /// Of those, the times the process-wide [`crate::TxPool`] was full, not the connection's own budget.
+    tx_pool_waits: AtomicU64,
     /// Budget room notifications that found their sink gone.
     stale_wakeups: AtomicU64,
     /// Releases that ran out of the order of `docs/release-order.md`; must stay 0.
@@ -156,6 +158,7 @@ impl Default for Counters {
             descs_released: Gauge::default(),
             tx_budget_bytes: AtomicU64::new(0),
             tx_budget_waits: AtomicU64::new(0),
+            tx_pool_waits: AtomicU64::new(0),
             stale_wakeups: AtomicU64::new(0),
             out_of_order_releases: AtomicU64::new(0),
             transport: TransportCounters::default(),
@@ -182,6 +185,11 @@ impl Counters {
             Object::DescAttached => &self.descs_attached,
             Object::DescReleased => &self.descs_released,
         }
+    }
+
+    /// A stream refused because the process-wide Tx pool was full.
+    pub(crate) fn count_pool_wait(&self) {
+        self.tx_pool_waits.fetch_add(1, Relaxed);
     }
 
     /// Tx budget bytes charged.
@@ -257,6 +265,7 @@ impl Counters {
             descs_total: self.descs_attached.total(),
             tx_budget_bytes: self.tx_budget_bytes.load(Relaxed),
             tx_budget_waits: self.tx_budget_waits.load(Relaxed),
+            tx_pool_waits: self.tx_pool_waits.load(Relaxed),
             stale_wakeups: self.stale_wakeups.load(Relaxed),
             out_of_order_releases: self.out_of_order_releases.load(Relaxed),
             handshakes_ok: self.transport.handshakes_ok.load(Relaxed),
@@ -293,6 +302,8 @@ pub struct Snapshot {
     pub tx_budget_bytes: u64,
     /// Budget waits since start.
     pub tx_budget_waits: u64,
+    /// Of those, waits for the process-wide Tx pool.
+    pub tx_pool_waits: u64,
     /// Budget room notifications that found their sink gone, since start.
     pub stale_wakeups: u64,
     /// Out-of-order releases since start (must be 0).
@@ -327,6 +338,7 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
             descs_total,
             tx_budget_bytes,
             tx_budget_waits,
+            tx_pool_waits,
             stale_wakeups,
             out_of_order_releases,
             handshakes_ok,
@@ -347,6 +359,7 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
         self.descs_total += descs_total;
         self.tx_budget_bytes += tx_budget_bytes;
         self.tx_budget_waits += tx_budget_waits;
+        self.tx_pool_waits += tx_pool_waits;
         self.stale_wakeups += stale_wakeups;
         self.out_of_order_releases += out_of_order_releases;
         self.handshakes_ok += handshakes_ok;

@@ -280,4 +280,58 @@ mod tests {
         let snap = counters.snapshot();
         assert_eq!((snap.stale_wakeups, snap.out_of_order_releases), (0, 0));
     }
+
+    fn sink_on(budget: &TxBudget) -> Arc<CountingSink> {
+        let sink = Arc::new(CountingSink(AtomicUsize::new(0)));
+        let weak: std::sync::Weak<dyn crate::RoomSink> =
+            Arc::downgrade(&(sink.clone() as Arc<dyn crate::RoomSink>));
+        budget.attach_sink(weak);
+        sink
+    }
+
+    #[test]
+    fn a_full_pool_refuses_a_budget_with_room_and_bytes_freed_elsewhere_wake_it() {
+        let counters = Arc::new(Counters::default());
+        let pool = crate::TxPool::new(10);
+        let a = TxBudget::with_pool(100, Some(pool.clone()), counters.clone());
+        let b = TxBudget::with_pool(100, Some(pool.clone()), counters.clone());
+        let sink_b = sink_on(&b);
+        let (mut da, mut db) = (AttachedDesc::new(0, &a), AttachedDesc::new(4, &b));
+        da.push(Bytes::from(vec![0; 8])).unwrap();
+        db.push(Bytes::from(vec![0; 4])).unwrap(); // an empty budget passes a full pool: 12 of 10
+        assert_eq!(pool.in_use(), 12);
+        let refused = db.push(Bytes::from(vec![0; 1])).unwrap_err();
+        assert_eq!(b.in_use(), 4, "a refused charge leaves the budget as it was");
+        assert_eq!(counters.snapshot().tx_pool_waits, 1);
+        // a's bytes are acknowledged: the pool has room again and b hears of it.
+        drop(da.pop_front().unwrap());
+        assert_eq!(sink_b.0.load(Relaxed), 1);
+        db.push(refused).unwrap();
+        assert_eq!(pool.in_use(), 5);
+        drop(da.release());
+        drop(db.release());
+        assert_eq!(pool.in_use(), 0);
+        assert!(counters.snapshot().is_idle());
+    }
+
+    #[test]
+    fn a_budget_released_while_waiting_for_the_pool_is_not_woken() {
+        let counters = Arc::new(Counters::default());
+        let pool = crate::TxPool::new(4);
+        let a = TxBudget::with_pool(100, Some(pool.clone()), counters.clone());
+        let b = TxBudget::with_pool(100, Some(pool), counters.clone());
+        let sink_b = sink_on(&b);
+        let (mut da, mut db) = (AttachedDesc::new(0, &a), AttachedDesc::new(4, &b));
+        da.push(Bytes::from(vec![0; 4])).unwrap();
+        db.push(Bytes::from(vec![0; 1])).unwrap();
+        assert!(db.push(Bytes::from(vec![0; 1])).is_err());
+        b.detach_sink(); // b's connection is released
+        drop(db.release());
+        drop(sink_b);
+        drop(da.pop_front().unwrap());
+        let snap = counters.snapshot();
+        assert_eq!((snap.stale_wakeups, snap.out_of_order_releases), (0, 0));
+        drop(da.release());
+        assert!(counters.snapshot().is_idle());
+    }
 }

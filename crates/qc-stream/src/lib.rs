@@ -6,7 +6,8 @@
 //! through [`TxBufFactory`]: the buffer quiche keeps for retransmission *is* the descriptor's buffer, and it
 //! is freed when quiche drops it (acknowledged, reset, or connection gone). Every byte is charged to the
 //! connection-wide [`TxBudget`]; when freed bytes make room for a stream that was refused, the budget
-//! reports it through a [`RoomSink`] that the connection attaches and, at release, detaches.
+//! reports it through a [`RoomSink`] that the connection attaches and, at release, detaches. A [`TxPool`]
+//! caps the bytes of all budgets of the process together.
 //!
 //! **What it may not touch.** No socket, no clock, no HTTP/3, and never a strong reference to the layers
 //! above: a room notification goes through a `Weak` sink, and a dead sink is a counted no-op.
@@ -38,7 +39,7 @@ mod buf;
 mod counters;
 mod desc;
 
-pub use budget::{RoomSink, TxBudget};
+pub use budget::{RoomSink, TxBudget, TxPool};
 pub use buf::{TxBuf, TxBufFactory};
 pub use counters::{CloseCause, Counters, Live, Object, Snapshot};
 pub use desc::{AttachedDesc, ReleasedDesc};

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use qc_stream::TxPool;
+
 use crate::Error;
 
 /// QUIC transport parameters the server announces.
@@ -51,6 +53,8 @@ impl Default for TransportParams {
 pub struct Limits {
     /// Tx budget per connection: body bytes held unsent or unacknowledged.
     pub tx_budget: usize,
+    /// The cap over every connection's budget together (`tune.quic.mem.tx-max`), shared by all workers.
+    pub tx_pool: Option<TxPool>,
     /// Request body read ahead per stream before QUIC flow control pushes back.
     pub stream_rx_buf: usize,
     /// The handshake must complete within this (`timeout client-hs`).
@@ -71,6 +75,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             tx_budget: 4 * 1024 * 1024,
+            tx_pool: None,
             stream_rx_buf: 256 * 1024,
             handshake_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(10),

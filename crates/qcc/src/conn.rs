@@ -127,7 +127,8 @@ impl Connection {
             &mut config.quic,
         )?);
         let span = tracing::info_span!("conn", id = %conn.trace_id());
-        let budget = TxBudget::new(config.limits.tx_budget, counters.clone());
+        let limits = &config.limits;
+        let budget = TxBudget::with_pool(limits.tx_budget, limits.tx_pool.clone(), counters.clone());
         let wakeup = Arc::new(RoomFlag::new(waker));
         let sink: Weak<dyn RoomSink> = Arc::downgrade(&wakeup) as Weak<dyn RoomSink>;
         budget.attach_sink(sink);

@@ -53,6 +53,6 @@ pub use conn::{Connection, Released, SendBody, Transmit};
 pub use error::Error;
 pub use event::{AbortCause, Event};
 pub use held::ServerConn;
-pub use qc_stream::{CloseCause, Counters, Snapshot};
+pub use qc_stream::{CloseCause, Counters, Snapshot, TxPool};
 pub use qcs::{codes, BodyRead, RequestHead, ResponseHead};
 pub use wakeup::Waker;

@@ -125,8 +125,10 @@ pub struct Global {
     pub stream_max_data: u64,
     /// `tune.quic.fe.conn.max-data`: per-connection QUIC receive window.
     pub conn_max_data: u64,
-    /// `tune.quic.mem.tx-max`: Tx budget per connection (bytes held unsent or unacknowledged).
-    pub tx_max: usize,
+    /// `tune.quic.fe.conn.tx-buf`: Tx budget per connection (bytes held unsent or unacknowledged).
+    pub conn_tx_buf: usize,
+    /// `tune.quic.mem.tx-max`: the Tx bytes of all connections of the process together (0: no cap).
+    pub tx_mem_max: usize,
     /// Cleared by `no-memory-trimming`: idle workers give freed memory back to the system.
     pub memory_trimming: bool,
     /// GSO on send (`tune.quic.disable-udp-gso` turns it off: one datagram per send call).
@@ -185,7 +187,8 @@ impl Default for Global {
             stream_rxbuf: 256 * 1024,
             stream_max_data: 1024 * 1024,
             conn_max_data: 16 * 1024 * 1024,
-            tx_max: 4 * 1024 * 1024,
+            conn_tx_buf: 4 * 1024 * 1024,
+            tx_mem_max: 1 << 30,
             memory_trimming: true,
             udp_gso: true,
         }

@@ -22,7 +22,7 @@ fn base() -> String {
 #[test]
 fn a_full_configuration_parses() {
     let c = parse(&base()).unwrap();
-    assert_eq!(c.global.tx_max, 1 << 20);
+    assert_eq!(c.global.tx_mem_max, 1 << 20);
     let f = &c.frontends[0];
     assert_eq!(f.binds[0].addr, "127.0.0.1:4433".parse().unwrap());
     assert_eq!(
@@ -471,5 +471,17 @@ fn quic_initial_rules_and_their_errors() {
         let (at, msg) = error_line(&text);
         assert_eq!(text.lines().nth(at - 1).unwrap(), line.trim_end(), "{msg}");
         assert!(msg.contains(expected), "{line}: {msg}");
+    }
+}
+
+#[test]
+fn tx_memory_has_a_per_connection_budget_and_a_process_cap_under_haproxys_names() {
+    let without = base().replace("  tune.quic.mem.tx-max 1m\n", "");
+    let c = parse(&without).unwrap();
+    assert_eq!((c.global.conn_tx_buf, c.global.tx_mem_max), (4 << 20, 1 << 30));
+    for cap in ["tune.quic.mem.tx-max", "tune.quic.frontend.max-tx-mem"] {
+        let lines = format!("  tune.quic.fe.conn.tx-buf 512k\n  {cap} 2m\n");
+        let c = parse(&base().replace("  tune.quic.mem.tx-max 1m\n", &lines)).unwrap();
+        assert_eq!((c.global.conn_tx_buf, c.global.tx_mem_max), (512 << 10, 2 << 20), "{cap}");
     }
 }

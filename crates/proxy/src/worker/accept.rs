@@ -2,6 +2,7 @@
 //! slot a `qcc::Connection` lives in.
 
 use super::conns::Slot;
+use super::inbox::RoomWake;
 use super::*;
 use crate::config::{canonical, InitialAction};
 use crate::frontend::initial_close;
@@ -123,6 +124,15 @@ impl Worker {
             .tls
             .quic_mut()
             .set_stateless_reset_token(Some(token));
+        // The slot and serial the connection is about to get, for its waker.
+        let (index, serial) = (self.slots.vacant_key(), self.serial + 1);
+        let waker = Arc::new(RoomWake {
+            worker: self.me,
+            index,
+            serial,
+            mailboxes: self.mailboxes.clone(),
+            posted: Arc::default(),
+        });
         let conn = match Connection::accept(
             &mut self.listeners[listener].tls,
             &scid,
@@ -130,7 +140,7 @@ impl Worker {
             local,
             peer,
             self.counters.clone(),
-            None,
+            Some(waker),
             now,
         ) {
             Ok(c) => c,
@@ -139,11 +149,11 @@ impl Worker {
                 return None;
             }
         };
-        self.serial += 1;
+        self.serial = serial;
         let trace: Arc<str> = conn.trace_id().into();
         let span = conn.span().clone();
         span.in_scope(|| tracing::debug!(%peer, "new connection"));
-        let index = self.slots.insert(Slot {
+        let slot = self.slots.insert(Slot {
             serial: self.serial,
             conn: ServerConn::live(conn),
             listener,
@@ -159,6 +169,7 @@ impl Worker {
             paced: None,
             dirty: false,
         });
+        debug_assert_eq!(slot, index, "the slab filled another slot than its vacant key");
         self.router.insert(dcid, index);
         self.router.insert(scid.as_ref(), index);
         self.publish_routes();

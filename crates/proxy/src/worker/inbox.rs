@@ -1,8 +1,10 @@
 //! What reaches a worker from outside its own sockets: datagrams another worker received for a
-//! connection this one owns, and the supervisor's orders (reload, stop), over crossbeam channels and a
-//! `mio::Waker`. Nothing here is locked: each worker drains its own receivers on its own thread.
+//! connection this one owns, the supervisor's orders (reload, stop), and Tx room that another
+//! connection's freed bytes made in the shared pool, over crossbeam channels and a `mio::Waker`. Nothing
+//! here is locked: each worker drains its own receivers on its own thread.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,6 +47,35 @@ pub(crate) enum Control {
     Force,
     /// A server slot came free in this backend, where this worker may have queued requests.
     DrainQueue(Arc<str>),
+    /// The connection in slot `index` (if its serial is still `serial`) has Tx room again.
+    Room {
+        /// Its slot.
+        index: usize,
+        /// Its serial.
+        serial: u64,
+        /// Cleared when the order is read: wake-ups before that are one order.
+        posted: Arc<AtomicBool>,
+    },
+}
+
+/// A connection's [`qcc::Waker`]: bytes freed in the Tx pool, by any connection of any worker, made
+/// room for a stream this connection had to hold back. Nothing else would process the connection
+/// again if it has no byte in flight, so the waker posts an order to its worker.
+pub(crate) struct RoomWake {
+    pub(crate) worker: usize,
+    pub(crate) index: usize,
+    pub(crate) serial: u64,
+    pub(crate) mailboxes: Arc<Mailboxes>,
+    pub(crate) posted: Arc<AtomicBool>,
+}
+
+impl qcc::Waker for RoomWake {
+    fn wake(&self) {
+        if !self.posted.swap(true, Relaxed) {
+            let (index, serial, posted) = (self.index, self.serial, self.posted.clone());
+            self.mailboxes.order(self.worker, Control::Room { index, serial, posted });
+        }
+    }
 }
 
 /// One worker's side: what the others posted.

@@ -2,6 +2,7 @@
 //! reloaded configuration; and datagrams other workers handed over.
 
 use super::*;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +28,12 @@ impl Worker {
                     return Some(Exit::Forced);
                 }
                 Control::DrainQueue(backend) => self.drain_queue(&backend, now),
+                Control::Room { index, serial, posted } => {
+                    posted.store(false, Relaxed);
+                    if let Some(slot) = self.slots.slot_mut(ConnHandle { index, serial }) {
+                        mark_dirty(&mut self.dirty, slot, index);
+                    }
+                }
             }
         }
         // Bounded by what is there now: the others keep posting while this worker works.
@@ -95,7 +102,7 @@ impl Worker {
     /// to connections accepted from now on.
     fn apply_reload(&mut self, config: Arc<Config>, runtime: Arc<Runtime>) {
         for listener in &mut self.listeners {
-            listener.tls.limits = listener::quic_settings(&config, listener.frontend).1;
+            listener.tls.limits = listener::quic_settings(&config, listener.frontend, &self.limits.tx_pool).1;
         }
         self.balancers = config
             .backends

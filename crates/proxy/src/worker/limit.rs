@@ -2,6 +2,7 @@
 //! bind's handshakes in progress (above `tune.quic.fe.sec.retry-threshold`, new clients get a Retry). A
 //! connection holds a [`Permit`] of each in its slot (the handshake one until its handshake is over), so
 //! whatever way the slot goes (closed, removed, cleared by a forced stop), the counts come down with it.
+//! Beside them, the Tx pool that caps the response bytes all connections hold together.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use qcc::TxPool;
 
 use crate::config::Config;
 
@@ -24,6 +26,8 @@ pub(crate) struct SharedLimits {
     pub(crate) handshakes: Box<[Arc<ConnLimit>]>,
     /// Connections open per client address (`src_conn_cur`).
     pub(crate) sources: Arc<SourceCounts>,
+    /// `tune.quic.mem.tx-max`: the Tx bytes of every connection together.
+    pub(crate) tx_pool: TxPool,
     retry_threshold: AtomicUsize,
 }
 
@@ -35,6 +39,7 @@ impl SharedLimits {
             frontends: config.frontends.iter().map(|_| ConnLimit::new(None)).collect(),
             handshakes: (0..binds).map(|_| ConnLimit::new(None)).collect(),
             sources: Arc::default(),
+            tx_pool: TxPool::new(config.global.tx_mem_max),
             retry_threshold: AtomicUsize::new(0),
         };
         limits.reload(config);
@@ -49,6 +54,7 @@ impl SharedLimits {
             limit.set_max(frontend.maxconn);
         }
         self.retry_threshold.store(config.global.retry_threshold, Relaxed);
+        self.tx_pool.set_limit(config.global.tx_mem_max);
     }
 
     /// Whether bind `listener` has so many handshakes in progress that new clients must prove their

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use qcc::route::CidRoute;
-use qcc::{Limits, ServerConfig, TransportParams};
+use qcc::{Limits, ServerConfig, TransportParams, TxPool};
 
 use super::steering;
 use super::udp::{RxBufs, UdpIo, RX_BATCH};
@@ -120,7 +120,7 @@ fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket> {
 }
 
 /// quiche's transport parameters and the connection layer's limits from the configuration.
-pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParams, Limits) {
+pub(super) fn quic_settings(config: &Config, frontend: usize, pool: &TxPool) -> (TransportParams, Limits) {
     let g = &config.global;
     let t = &config.frontends[frontend].timeouts;
     let params = TransportParams {
@@ -132,7 +132,8 @@ pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParam
         ..TransportParams::default()
     };
     let limits = Limits {
-        tx_budget: g.tx_max,
+        tx_budget: g.conn_tx_buf,
+        tx_pool: Some(pool.clone()),
         stream_rx_buf: g.stream_rxbuf,
         handshake_timeout: t.client_hs,
         http_request_timeout: t.http_request,
@@ -143,8 +144,13 @@ pub(super) fn quic_settings(config: &Config, frontend: usize) -> (TransportParam
     (params, limits)
 }
 
-pub(super) fn tls_config(config: &Config, frontend: usize, bind: &QuicBind) -> Result<ServerConfig> {
-    let (params, limits) = quic_settings(config, frontend);
+pub(super) fn tls_config(
+    config: &Config,
+    frontend: usize,
+    bind: &QuicBind,
+    pool: &TxPool,
+) -> Result<ServerConfig> {
+    let (params, limits) = quic_settings(config, frontend, pool);
     let mut tls = ServerConfig::new(&bind.cert, &bind.key, &params, limits)
         .with_context(|| format!("TLS setup for {} ({})", bind.addr, bind.cert.display()))?;
     if bind.allow_0rtt {

@@ -177,7 +177,7 @@ impl Worker {
             .enumerate()
             .flat_map(|(f, frontend)| frontend.binds.iter().map(move |b| (f, b)));
         for ((f, bind), socket) in binds.zip(sockets) {
-            let mut tls = tls_config(&config, f, bind)?;
+            let mut tls = tls_config(&config, f, bind, &limits.tx_pool)?;
             tls.quic_mut()
                 .set_ticket_key(&ticket_key)
                 .context("setting the TLS ticket key")?;

@@ -179,3 +179,39 @@ fn a_connection_carries_at_most_max_total_requests() {
     assert_eq!(origin.served(), ok, "refused streams never reached the origin");
     proxy.assert_gauges_return_to_zero();
 }
+
+#[test]
+fn the_tx_pool_caps_all_connections_together_and_every_download_completes() {
+    // Each connection may hold 1 MiB, all of them together 64 KiB: four concurrent 2 MB downloads
+    // must wait for the pool (not their own budgets) and still arrive whole.
+    let proxy = Proxy::start_with(
+        &origin_servers(),
+        "",
+        "    tune.quic.fe.conn.tx-buf 1m\n    tune.quic.mem.tx-max 64k\n",
+        "    timeout connect 2s\n    timeout server 10s\n",
+    );
+    let server = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let mut options = Options::new(server, proxy.dir.join("ca.pem"));
+    options.timeout = Duration::from_secs(30);
+    let size = 2_000_000;
+    let path = format!("/bytes/{size}");
+    let reports: Vec<_> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| run(&options, &[Request::get(&path)]).unwrap()))
+            .collect();
+        clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(reports.len(), 4);
+    let want = crate::harness::origin_bytes(size);
+    for a in reports.iter().flat_map(|r| &r.answers) {
+        assert_eq!((a.status, &a.error), (Some(200), &None));
+        assert!(a.body == want, "a body of {} bytes differs", a.body.len());
+    }
+    let m = proxy.metrics();
+    assert!(m["qproxy_tx_pool_waits_total"] > 0, "the pool never refused: {m:?}");
+    assert!(
+        m["qproxy_tx_budget_waits_total"] >= m["qproxy_tx_pool_waits_total"],
+        "{m:?}"
+    );
+    proxy.assert_gauges_return_to_zero();
+}
