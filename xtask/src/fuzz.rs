@@ -23,12 +23,13 @@ fn install(program: &str, args: &[&str]) -> Result<()> {
 }
 
 /// Every target, as `fuzz/Cargo.toml` names them.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "config",
     "response_head",
     "chunked",
     "retry_token",
     "request_head",
+    "connection",
 ];
 
 pub(crate) fn fuzz(root: &Path, args: &[String]) -> Result<()> {

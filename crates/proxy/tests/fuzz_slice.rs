@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
-/// Mutations per target: enough to reach past the seeds, few enough for CI.
+/// Mutations per parser target: enough to reach past the seeds, few enough for CI.
 const MUTATIONS: usize = 3000;
+/// Mutations of the connection target, whose every input costs a handshake.
+const CONNECTION_MUTATIONS: usize = 300;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,10 +52,14 @@ fn mutate(input: &[u8], seeds: &[Vec<u8>], rng: &mut fastrand::Rng) -> Vec<u8> {
 }
 
 fn slice(target: &str, run: fn(&[u8])) {
+    slice_of(target, run, MUTATIONS);
+}
+
+fn slice_of(target: &str, run: fn(&[u8]), mutations: usize) {
     let seeds = corpus(target);
     let mut rng = fastrand::Rng::with_seed(1);
     let mut inputs = seeds.clone();
-    for _ in 0..MUTATIONS {
+    for _ in 0..mutations {
         let base = &inputs[rng.usize(..inputs.len())];
         let next = mutate(base, &seeds, &mut rng);
         inputs.push(next);
@@ -88,4 +94,9 @@ fn retry_token() {
 #[test]
 fn request_head() {
     slice("request_head", qproxy::fuzzing::request_head);
+}
+
+#[test]
+fn connection() {
+    slice_of("connection", qproxy::fuzzing::connection, CONNECTION_MUTATIONS);
 }

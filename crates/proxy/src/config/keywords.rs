@@ -166,9 +166,10 @@ pub(super) const GLOBAL: &[Keyword] = &[
         set_size(args, &mut p.global.conn_tx_buf, |n| n as usize)
     }),
     // HAProxy 3.3 renamed tune.quic.frontend.max-tx-mem; both mean the process-wide cap.
-    kw(&["tune.quic.mem.tx-max", "tune.quic.frontend.max-tx-mem"], |p, args| {
-        set_size(args, &mut p.global.tx_mem_max, |n| n as usize)
-    }),
+    kw(
+        &["tune.quic.mem.tx-max", "tune.quic.frontend.max-tx-mem"],
+        |p, args| set_size(args, &mut p.global.tx_mem_max, |n| n as usize),
+    ),
     kw(&["tune.quic.disable-udp-gso"], |p, args| {
         p.global.udp_gso = false;
         no_more(args, 1)

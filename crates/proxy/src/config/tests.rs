@@ -482,6 +482,10 @@ fn tx_memory_has_a_per_connection_budget_and_a_process_cap_under_haproxys_names(
     for cap in ["tune.quic.mem.tx-max", "tune.quic.frontend.max-tx-mem"] {
         let lines = format!("  tune.quic.fe.conn.tx-buf 512k\n  {cap} 2m\n");
         let c = parse(&base().replace("  tune.quic.mem.tx-max 1m\n", &lines)).unwrap();
-        assert_eq!((c.global.conn_tx_buf, c.global.tx_mem_max), (512 << 10, 2 << 20), "{cap}");
+        assert_eq!(
+            (c.global.conn_tx_buf, c.global.tx_mem_max),
+            (512 << 10, 2 << 20),
+            "{cap}"
+        );
     }
 }

@@ -73,7 +73,14 @@ impl qcc::Waker for RoomWake {
     fn wake(&self) {
         if !self.posted.swap(true, Relaxed) {
             let (index, serial, posted) = (self.index, self.serial, self.posted.clone());
-            self.mailboxes.order(self.worker, Control::Room { index, serial, posted });
+            self.mailboxes.order(
+                self.worker,
+                Control::Room {
+                    index,
+                    serial,
+                    posted,
+                },
+            );
         }
     }
 }

@@ -28,7 +28,11 @@ impl Worker {
                     return Some(Exit::Forced);
                 }
                 Control::DrainQueue(backend) => self.drain_queue(&backend, now),
-                Control::Room { index, serial, posted } => {
+                Control::Room {
+                    index,
+                    serial,
+                    posted,
+                } => {
                     posted.store(false, Relaxed);
                     if let Some(slot) = self.slots.slot_mut(ConnHandle { index, serial }) {
                         mark_dirty(&mut self.dirty, slot, index);

@@ -208,7 +208,10 @@ fn the_tx_pool_caps_all_connections_together_and_every_download_completes() {
         assert!(a.body == want, "a body of {} bytes differs", a.body.len());
     }
     let m = proxy.metrics();
-    assert!(m["qproxy_tx_pool_waits_total"] > 0, "the pool never refused: {m:?}");
+    assert!(
+        m["qproxy_tx_pool_waits_total"] > 0,
+        "the pool never refused: {m:?}"
+    );
     assert!(
         m["qproxy_tx_budget_waits_total"] >= m["qproxy_tx_pool_waits_total"],
         "{m:?}"

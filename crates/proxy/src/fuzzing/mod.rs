@@ -1,6 +1,11 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz) and for the fixed-seed slice of them that
 //! `cargo test` runs on stable (`tests/fuzz_slice.rs`): every parser that reads bytes from outside, each
-//! with the invariants its result must keep (a panic or a failed assertion is a finding). Not an API.
+//! with the invariants its result must keep (a panic or a failed assertion is a finding), and the
+//! connection layer fed by a client the input steers ([`connection`]). Not an API.
+
+mod connection;
+
+pub use connection::connection;
 
 use std::net::SocketAddr;
 use std::path::Path;
