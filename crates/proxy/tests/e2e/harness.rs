@@ -433,3 +433,12 @@ pub fn aioquic(port: u16, args: &[&str], urls: &[String]) -> Vec<H3Result> {
         })
         .collect()
 }
+
+/// CPU ticks (utime + stime, in clock ticks of 10 ms) of a process.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}

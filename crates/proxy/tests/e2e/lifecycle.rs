@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{aioquic, gtlsclient, origin, read_head, scratch, Proxy};
+use crate::harness::{aioquic, cpu_ticks, gtlsclient, origin, read_head, scratch, Proxy};
 use crate::origins::counting;
 
 #[test]
@@ -195,15 +195,6 @@ fn every_request_has_its_access_line_after_a_graceful_stop() {
         lines.iter().all(|l| l.ends_with(" --")),
         "every line whole: {lines:?}"
     );
-}
-
-/// CPU ticks (utime + stime) of a process.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod balancing;
 mod chaos;
 mod client_address;
+mod flood;
 mod harness;
 mod independent;
 mod lifecycle;
