@@ -199,7 +199,7 @@ impl Pair {
         self.server.as_mut().and_then(ServerConn::as_live_mut)
     }
 
-    fn to_server(&mut self, config: &mut ServerConfig, dgram: &mut [u8]) {
+    fn deliver_to_server(&mut self, config: &mut ServerConfig, dgram: &mut [u8]) {
         let now = self.now();
         if self.server.is_none() {
             let Ok(hdr) = quiche::Header::from_slice(dgram, quiche::MAX_CONN_ID_LEN) else {
@@ -234,7 +234,7 @@ impl Pair {
             moved = true;
             if heard {
                 let mut dgram = self.buf[..n].to_vec();
-                self.to_server(config, &mut dgram);
+                self.deliver_to_server(config, &mut dgram);
             }
         }
         if let (true, Some(left)) = (moved, &mut self.hears) {
@@ -327,7 +327,7 @@ impl Pair {
                         dgram.extend_from_slice(self.client.destination_id().as_ref());
                     }
                     dgram.extend_from_slice(moves.bytes());
-                    self.to_server(config, &mut dgram);
+                    self.deliver_to_server(config, &mut dgram);
                 }
                 5 => {
                     self.offset += Duration::from_millis(u64::from(moves.arg()) * 100);
