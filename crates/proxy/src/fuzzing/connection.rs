@@ -25,7 +25,7 @@ use qcc::{Limits, TransportParams, TxPool};
 const GET_HEADERS: &[u8] = b"\x01\x10\x00\x00\xd1\xd7\xc1\x50\x09localhost";
 /// Response bodies, by request: short ones that end within the budget (their bytes then wait for
 /// acknowledgement in released descriptors), and long ones that fill it.
-const BODIES: [usize; 2] = [3_000, 20_000];
+const BODIES: [usize; 2] = [6_000, 20_000];
 /// Per-connection budget and pool limit (0: none), chosen by the input's first byte.
 const TX_LIMITS: [(usize, usize); 3] = [(12 * 1024, 8 * 1024), (6 * 1024, 16 * 1024), (1 << 20, 0)];
 /// Rounds of sending and receiving after each move, at most.
@@ -442,6 +442,24 @@ mod tests {
         let snap = play(&[1, 10, 1, 1, 7, 7]);
         assert_eq!(snap.streams_total, 4, "{snap:?}");
         assert!(snap.tx_budget_waits > 0, "{snap:?}");
+        assert!(snap.is_idle(), "{snap:?}");
+    }
+
+    #[test]
+    fn a_release_whose_budget_still_wants_room_needs_the_detach_step() {
+        // HAProxy #2494's shape (release-order step 3): request 0's 6,000 bytes fill the 6 KiB budget
+        // and its stream ends, so they wait unacknowledged in a released descriptor (the server hears
+        // nothing more); request 4's first chunk is refused and returned, so the budget still wants
+        // room and releasing stream 4 frees nothing. The release then drops the connection's sink: only
+        // the detach keeps the later refund of request 0's bytes from notifying it (in debug builds an
+        // out-of-order release panics).
+        let snap = play(&[1, 10, 1, 1, 3, 7]);
+        assert_eq!((snap.streams_total, snap.tx_budget_waits), (2, 1), "{snap:?}");
+        assert_eq!(
+            (snap.stale_wakeups, snap.out_of_order_releases),
+            (0, 0),
+            "{snap:?}"
+        );
         assert!(snap.is_idle(), "{snap:?}");
     }
 
