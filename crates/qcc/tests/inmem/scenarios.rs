@@ -464,8 +464,16 @@ fn scenario_16_memory_cap_reached_mid_transfer_then_release() {
     let ids: Vec<u64> = (0..6)
         .map(|_| pair.request("GET", "/bytes/2000000", None))
         .collect();
-    assert!(pair.run_until(|p| ids.iter().map(|id| p.response(*id).body.len()).sum::<usize>() > 1_000_000));
+    // Past a megabyte through a 48 KiB budget, and at a moment when a stream waits for room.
+    assert!(pair.run_until(|p| {
+        ids.iter().map(|id| p.response(*id).body.len()).sum::<usize>() > 1_000_000
+            && p.live()
+                .is_some_and(|c| ids.iter().any(|id| c.wait_lists_of(*id)[2]))
+    }));
     assert!(pair.counters.snapshot().tx_budget_waits > 0);
+    // Waiting streams were woken by freed bytes, again and again: that is what moved the megabyte.
+    let wakes = pair.waker.0.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(wakes > 0 && pair.app.writable_events > 0, "wakes {wakes}");
     pair.release_server();
     let snap = pair.counters.snapshot();
     assert_eq!(
