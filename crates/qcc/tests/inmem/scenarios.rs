@@ -537,5 +537,13 @@ fn scenario_19_aborted_upload_whose_flow_control_update_follows_the_release() {
     let next = pair.request("POST", "/sink", Some(vec![4; 100_000]));
     assert!(pair.run_until(|p| p.response(next).finished));
     assert_eq!(pair.response(next).body, b"100000");
+    // The abort reached the client both ways: STOP_SENDING ended its upload, RESET_STREAM its response.
+    let aborted = pair.response(id);
+    assert_eq!(
+        aborted.upload_stopped,
+        Some(codes::H3_REQUEST_CANCELLED),
+        "{aborted:?}"
+    );
+    assert_eq!(aborted.reset, Some(codes::H3_REQUEST_CANCELLED), "{aborted:?}");
     shutdown_and_end(&mut pair);
 }
