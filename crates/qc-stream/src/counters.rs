@@ -22,7 +22,13 @@ impl Gauge {
     }
 
     fn dec(&self) {
-        self.released.fetch_add(1, Relaxed);
+        let released = self.released.fetch_add(1, Relaxed) + 1;
+        // `live` saturates for readers that race a create; a release past the creates is a bug (a token
+        // released twice), never a race: the token's own create happened before its drop.
+        debug_assert!(
+            released <= self.created.load(Relaxed),
+            "an object released more often than created"
+        );
     }
 
     /// Objects alive now.
