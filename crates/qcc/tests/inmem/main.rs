@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)] // one test binary: `pub` only spans its modules
 
 mod cid_routing;
+mod haproxy_fixes;
 mod harness;
 mod protocol;
 mod random;
