@@ -317,9 +317,21 @@ impl Connection {
             self.poll_h3();
             self.check_transport();
             self.resume_rx();
-            // Credit may have come back with this input: blocked streams try again.
-            let flow = std::mem::take(&mut self.streams.wait.flow);
-            self.streams.wait.send.extend(flow);
+            // Credit may have come back with this input: blocked streams whose capacity changed try
+            // again.
+            let transport = &mut self.transport;
+            let moved: Vec<u64> = self
+                .streams
+                .wait
+                .flow
+                .iter()
+                .filter(|(id, then)| transport.stream_capacity(**id).map_or(true, |now| now != **then))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in moved {
+                self.streams.wait.flow.remove(&id);
+                self.streams.wait.send.insert(id);
+            }
         }
         self.handle_room();
         self.streams.sweep_descs();
@@ -666,7 +678,8 @@ impl Connection {
                 }
                 Ok(Flush::Blocked) => {
                     self.streams.wait.send.remove(&id);
-                    self.streams.wait.flow.insert(id);
+                    let capacity = self.transport.stream_capacity(id).unwrap_or(0);
+                    self.streams.wait.flow.insert(id, capacity);
                 }
                 Ok(Flush::Finished) => {
                     self.streams.wait.send.remove(&id);

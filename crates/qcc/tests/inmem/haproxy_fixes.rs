@@ -143,3 +143,70 @@ fn scenario_23_a_header_section_split_across_packets_then_reset() {
     served_after(&mut pair);
     end(&mut pair);
 }
+
+#[test]
+fn scenario_24_a_client_with_max_data_10_and_ten_parallel_gets() {
+    // 7edb2ffae: a connection window of 10 bytes, smaller than one response header section, and ten
+    // 10 KB GETs. Nothing can be sent and the client will never raise its window: the connection must
+    // sit still (no spin, no crash) until it is released, and release everything then.
+    let mut pair = Pair::established(Setup {
+        client_max_data: 10,
+        ..Setup::default()
+    });
+    let ids: Vec<u64> = (0..10)
+        .map(|_| pair.request("GET", "/bytes/10000", None))
+        .collect();
+    assert!(pair.run_until(|p| p.app.requests.len() == 10));
+    pair.settle(Duration::from_millis(100));
+    // Precondition: all ten answered by the upper side, all held back by the 10-byte window.
+    let conn = pair.live().unwrap();
+    assert!(conn.tx_budget_in_use() >= 10 * 10_000, "{}", pair.describe());
+    assert!(ids.iter().all(|id| pair.response(*id).status.is_none()));
+    // Still: a few more rounds move nothing.
+    assert!(
+        (0..20).all(|_| !pair.step()),
+        "the stalled connection keeps moving"
+    );
+    pair.release_server();
+    assert!(pair.run_to_end(), "{}", pair.describe());
+    pair.assert_idle();
+}
+
+#[test]
+fn scenario_25_stop_sending_on_a_download_with_a_one_buffer_budget_under_reordering() {
+    // ad6b13d31, a13989f10: a Tx budget of one 16 KiB chunk, acknowledgements out of order (the
+    // network reorders and loses), STOP_SENDING mid-download; the other download must go on.
+    let mut pair = Pair::established(Setup {
+        seed: 25,
+        knobs: crate::harness::Knobs {
+            reorder: 0.3,
+            loss: 0.02,
+            ..Default::default()
+        },
+        limits: qcc::Limits {
+            tx_budget: 16 * 1024,
+            ..Default::default()
+        },
+        ..Setup::default()
+    });
+    let big = pair.request("GET", "/bytes/2000000", None);
+    let other = pair.request("GET", "/bytes/300000", None);
+    assert!(pair.run_until(|p| p.response(big).body.len() > 100_000));
+    // Precondition: the budget refused, again and again (one chunk at a time).
+    assert!(pair.counters.snapshot().tx_budget_waits > 5);
+    pair.client_stop_sending(big, codes::H3_REQUEST_CANCELLED);
+    assert!(
+        pair.run_until(|p| p.response(other).finished),
+        "{}",
+        pair.describe()
+    );
+    assert!(pair.response(other).body == crate::harness::pattern_vec(300_000));
+    assert!(pair.app.aborted.iter().any(|(id, _)| *id == big));
+    pair.settle(Duration::from_millis(200));
+    assert_eq!(
+        pair.live().unwrap().tx_budget_in_use(),
+        0,
+        "the stopped stream still holds budget"
+    );
+    end(&mut pair);
+}
