@@ -325,7 +325,12 @@ impl Connection {
                 .wait
                 .flow
                 .iter()
-                .filter(|(id, then)| transport.stream_capacity(**id).map_or(true, |now| now != **then))
+                .filter(|(id, then)| {
+                    transport
+                        .stream_capacity(**id)
+                        .ok()
+                        .is_none_or(|now| now != **then)
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for id in moved {
