@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use h3_client::{run, Options, Request};
 
-use crate::harness::{cpu_ticks, origin_bytes, Proxy};
+use crate::harness::{cpu_ticks, origin_bytes, rapid_reset, Proxy};
 
 const RANDOM_DATAGRAMS: usize = 100_000;
 const HANDSHAKE_FLOOD: usize = 2_000;
@@ -85,23 +85,6 @@ fn flood_handshakes(server: SocketAddr) -> usize {
     sent
 }
 
-fn rapid_reset(proxy: &Proxy) -> serde_json::Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/rapid_reset.py");
-    let out = std::process::Command::new(crate::harness::aioquic_python())
-        .arg(script)
-        .args(["--port", &proxy.port.to_string(), "--requests", "2000", "--ca"])
-        .arg(proxy.dir.join("ca.pem"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    qproxy_tests::json::lines(&stdout)[0].clone()
-}
-
 /// What the normal client saw: each fetch on a new connection (so every handshake meets the flood).
 #[derive(Default)]
 struct Served {
@@ -151,7 +134,7 @@ fn a_flood_of_garbage_handshakes_and_rapid_resets_leaves_a_normal_client_served_
         let client = s.spawn(|| normal_client(&options, &attack_over));
         let datagrams = s.spawn(|| flood_datagrams(server));
         let initials = s.spawn(|| flood_handshakes(server));
-        let reset_report = rapid_reset(&proxy);
+        let reset_report = rapid_reset(&proxy, 2000);
         let (datagrams, initials) = (datagrams.join().unwrap(), initials.join().unwrap());
         let attack_time = start.elapsed();
         attack_over.store(true, Relaxed);

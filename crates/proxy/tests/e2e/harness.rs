@@ -442,3 +442,28 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// Runs `rapid_reset.py` (aioquic) against `proxy` for up to `requests` cancelled requests: its JSON
+/// report, `{"sent": N, "closed_with": CODE}`.
+pub fn rapid_reset(proxy: &Proxy, requests: usize) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/rapid_reset.py");
+    let out = Command::new(aioquic_python())
+        .arg(script)
+        .args([
+            "--port",
+            &proxy.port.to_string(),
+            "--requests",
+            &requests.to_string(),
+            "--ca",
+        ])
+        .arg(proxy.dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    qproxy_tests::json::lines(&stdout)[0].clone()
+}

@@ -250,20 +250,7 @@ fn a_rapid_reset_client_is_closed_and_costs_the_backend_nothing() {
         "    tune.quic.fe.sec.glitches-threshold 50\n    tune.quic.fe.max-idle-timeout 10s\n",
         "    timeout connect 2s\n    timeout server 2s\n",
     );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/rapid_reset.py");
-    let out = std::process::Command::new(crate::harness::aioquic_python())
-        .arg(script)
-        .args(["--port", &proxy.port.to_string(), "--requests", "400", "--ca"])
-        .arg(proxy.dir.join("ca.pem"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = &qproxy_tests::json::lines(&stdout)[0];
+    let report = &crate::harness::rapid_reset(&proxy, 400);
     let m = proxy.metrics();
     let glitches = (
         m["qproxy_quic_glitches_total"],
