@@ -317,26 +317,9 @@ impl Connection {
             self.poll_h3();
             self.check_transport();
             self.resume_rx();
-            // Credit may have come back with this input: blocked streams whose capacity changed try
-            // again.
-            let transport = &mut self.transport;
-            let moved: Vec<u64> = self
-                .streams
-                .wait
-                .flow
-                .iter()
-                .filter(|(id, then)| {
-                    transport
-                        .stream_capacity(**id)
-                        .ok()
-                        .is_none_or(|now| now != **then)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            for id in moved {
-                self.streams.wait.flow.remove(&id);
-                self.streams.wait.send.insert(id);
-            }
+            // Credit may have come back with this input: blocked streams try again.
+            let flow = std::mem::take(&mut self.streams.wait.flow);
+            self.streams.wait.send.extend(flow);
         }
         self.handle_room();
         self.streams.sweep_descs();
@@ -683,8 +666,7 @@ impl Connection {
                 }
                 Ok(Flush::Blocked) => {
                     self.streams.wait.send.remove(&id);
-                    let capacity = self.transport.stream_capacity(id).unwrap_or(0);
-                    self.streams.wait.flow.insert(id, capacity);
+                    self.streams.wait.flow.insert(id);
                 }
                 Ok(Flush::Finished) => {
                     self.streams.wait.send.remove(&id);

@@ -1,6 +1,6 @@
 //! The stream table, its wait lists, and the descriptor table.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use qc_stream::ReleasedDesc;
 use qcs::{Stream, Transport};
@@ -11,11 +11,8 @@ use qcs::{Stream, Transport};
 pub(crate) struct WaitLists {
     /// Has something for the transport.
     pub(crate) send: BTreeSet<u64>,
-    /// The transport had no credit (flow control or congestion) at the last flush: the stream's send
-    /// capacity then. It is retried once that capacity changes, not on every input: each attempt while
-    /// blocked makes quiche queue DATA_BLOCKED again, and a retry per acknowledgement would ping-pong
-    /// with the client for as long as it keeps its window shut.
-    pub(crate) flow: BTreeMap<u64, usize>,
+    /// The transport had no credit (flow control or congestion) at the last flush.
+    pub(crate) flow: BTreeSet<u64>,
     /// The upper side was refused by a full Tx budget.
     pub(crate) budget: BTreeSet<u64>,
     /// The Rx buffer was full with more body in the transport ("demux blocked").
@@ -34,7 +31,7 @@ impl WaitLists {
     pub(crate) fn membership(&self, id: u64) -> [bool; 4] {
         [
             self.send.contains(&id),
-            self.flow.contains_key(&id),
+            self.flow.contains(&id),
             self.budget.contains(&id),
             self.recv.contains(&id),
         ]
