@@ -15,7 +15,19 @@ use crate::Counters;
 /// strong reference to an upper one).
 pub trait RoomSink: Send + Sync {
     /// Bytes were freed after a charge was refused.
-    fn room(&self);
+    fn room(&self, from: Room);
+}
+
+/// Whose freed bytes made the room a [`RoomSink`] is told of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// The budget's own: its connection's transport dropped them (an acknowledgement, a reset) or its
+    /// release trimmed them, so the notice comes on the connection's own turn, which looks for room
+    /// before it ends. Nothing needs waking.
+    Own,
+    /// The pool's: another connection freed them, maybe on another thread, so the waiting connection
+    /// must be woken.
+    Pool,
 }
 
 /// A byte limit on the Tx data that one connection holds, unsent or unacknowledged.
@@ -119,7 +131,7 @@ impl TxPool {
         };
         for budget in waiting.iter().filter_map(Weak::upgrade) {
             budget.pool_wanted.store(false, Relaxed);
-            TxBudget(budget).notify_room();
+            TxBudget(budget).notify_room(Room::Pool);
         }
     }
 }
@@ -223,20 +235,23 @@ impl TxBudget {
         inner.in_use.fetch_sub(len, Relaxed);
         inner.counters.refund_budget(len);
         if inner.wanted.swap(false, Relaxed) {
-            self.notify_room();
+            self.notify_room(Room::Own);
         }
         if let Some(pool) = &inner.pool {
             pool.refund(len);
         }
     }
 
-    fn notify_room(&self) {
+    fn notify_room(&self, from: Room) {
         let sink = match &*self.0.sink.lock() {
             Sink::Attached(weak) => Some(weak.upgrade()),
             Sink::None | Sink::Detached => None,
         };
         match sink {
-            Some(Some(sink)) => sink.room(),
+            Some(Some(sink)) => {
+                self.0.counters.count_room_notice();
+                sink.room(from);
+            }
             // The owner dropped its sink without detaching it first: the seed bug's shape (a wake-up of a
             // freed tasklet). Here it is a counted no-op.
             Some(None) => {

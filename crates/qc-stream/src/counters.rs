@@ -145,6 +145,8 @@ pub struct Counters {
     tx_budget_waits: AtomicU64,
     /// Of those, the times the process-wide [`crate::TxPool`] was full, not the connection's own budget.
     tx_pool_waits: AtomicU64,
+    /// Budget room notifications delivered to a connection with a refused stream.
+    tx_room_notices: AtomicU64,
     /// Budget room notifications that found their sink gone.
     stale_wakeups: AtomicU64,
     /// Releases that ran out of the order of `docs/release-order.md`; must stay 0.
@@ -165,6 +167,7 @@ impl Default for Counters {
             tx_budget_bytes: AtomicU64::new(0),
             tx_budget_waits: AtomicU64::new(0),
             tx_pool_waits: AtomicU64::new(0),
+            tx_room_notices: AtomicU64::new(0),
             stale_wakeups: AtomicU64::new(0),
             out_of_order_releases: AtomicU64::new(0),
             transport: TransportCounters::default(),
@@ -248,6 +251,11 @@ impl Counters {
         }
     }
 
+    /// Records a budget room notification delivered to its sink.
+    pub(crate) fn count_room_notice(&self) {
+        self.tx_room_notices.fetch_add(1, Relaxed);
+    }
+
     /// Records a budget room notification whose sink was gone.
     pub(crate) fn stale_wakeup(&self) {
         self.stale_wakeups.fetch_add(1, Relaxed);
@@ -272,6 +280,7 @@ impl Counters {
             tx_budget_bytes: self.tx_budget_bytes.load(Relaxed),
             tx_budget_waits: self.tx_budget_waits.load(Relaxed),
             tx_pool_waits: self.tx_pool_waits.load(Relaxed),
+            tx_room_notices: self.tx_room_notices.load(Relaxed),
             stale_wakeups: self.stale_wakeups.load(Relaxed),
             out_of_order_releases: self.out_of_order_releases.load(Relaxed),
             handshakes_ok: self.transport.handshakes_ok.load(Relaxed),
@@ -310,6 +319,8 @@ pub struct Snapshot {
     pub tx_budget_waits: u64,
     /// Of those, waits for the process-wide Tx pool.
     pub tx_pool_waits: u64,
+    /// Budget room notifications delivered, since start.
+    pub tx_room_notices: u64,
     /// Budget room notifications that found their sink gone, since start.
     pub stale_wakeups: u64,
     /// Out-of-order releases since start (must be 0).
@@ -345,6 +356,7 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
             tx_budget_bytes,
             tx_budget_waits,
             tx_pool_waits,
+            tx_room_notices,
             stale_wakeups,
             out_of_order_releases,
             handshakes_ok,
@@ -366,6 +378,7 @@ impl std::ops::AddAssign<&Snapshot> for Snapshot {
         self.tx_budget_bytes += tx_budget_bytes;
         self.tx_budget_waits += tx_budget_waits;
         self.tx_pool_waits += tx_pool_waits;
+        self.tx_room_notices += tx_room_notices;
         self.stale_wakeups += stale_wakeups;
         self.out_of_order_releases += out_of_order_releases;
         self.handshakes_ok += handshakes_ok;

@@ -172,7 +172,7 @@ mod tests {
 
     struct CountingSink(AtomicUsize);
     impl crate::RoomSink for CountingSink {
-        fn room(&self) {
+        fn room(&self, _from: crate::Room) {
             self.0.fetch_add(1, Relaxed);
         }
     }

@@ -39,7 +39,7 @@ mod buf;
 mod counters;
 mod desc;
 
-pub use budget::{RoomSink, TxBudget, TxPool};
+pub use budget::{Room, RoomSink, TxBudget, TxPool};
 pub use buf::{TxBuf, TxBufFactory};
 pub use counters::{CloseCause, Counters, Live, Object, Snapshot};
 pub use desc::{AttachedDesc, ReleasedDesc};

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use qc_stream::RoomSink;
+use qc_stream::{Room, RoomSink};
 
 /// Implemented by the event loop: schedules the connection this waker was made for.
 pub trait Waker: Send + Sync {
@@ -32,10 +32,40 @@ impl RoomFlag {
 }
 
 impl RoomSink for RoomFlag {
-    fn room(&self) {
+    fn room(&self, from: Room) {
         self.room.store(true, Relaxed);
-        if let Some(waker) = &self.waker {
-            waker.wake();
+        // Own room is seen on this connection's own turn (`handle_room` ends every input and output
+        // pass); waking for it cost a message and an eventfd write per wait of a budget-bound download.
+        if from == Room::Pool {
+            if let Some(waker) = &self.waker {
+                waker.wake();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Waker for Count {
+        fn wake(&self) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn only_room_from_the_pool_wakes_the_connection() {
+        let count = Arc::new(Count::default());
+        let flag = RoomFlag::new(Some(count.clone()));
+        flag.room(Room::Own);
+        assert!(flag.take_room());
+        assert_eq!(count.0.load(Relaxed), 0);
+        flag.room(Room::Pool);
+        assert!(flag.take_room() && !flag.take_room());
+        assert_eq!(count.0.load(Relaxed), 1);
     }
 }

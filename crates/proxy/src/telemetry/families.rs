@@ -216,6 +216,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     in_json(family("qproxy_tx_budget_bytes", Gauge, "Tx budget bytes in use.", |i| one(i.layers.tx_budget_bytes)), Json::Live("tx_budget_bytes")),
     family("qproxy_tx_budget_waits_total", Counter, "Streams refused by a full Tx budget.", |i| one(i.layers.tx_budget_waits)),
     family("qproxy_tx_pool_waits_total", Counter, "Of those, streams refused because the Tx bytes of all connections reached tune.quic.mem.tx-max.", |i| one(i.layers.tx_pool_waits)),
+    family("qproxy_tx_room_notices_total", Counter, "Connections told that freed Tx bytes made room for a refused stream.", |i| one(i.layers.tx_room_notices)),
     family("qproxy_quic_glitches_total", Counter, "Client protocol oddities counted against their connections (malformed or refused requests, requests reset before their response, heads that never came).", |i| one(i.layers.glitches)),
     family("qproxy_quic_glitch_closes_total", Counter, "Connections closed with H3_EXCESSIVE_LOAD for passing tune.quic.fe.sec.glitches-threshold.", |i| one(i.layers.glitch_closes)),
     in_json(family("qproxy_stale_wakeups_total", Counter, "Tx budget room notifications whose sink was gone.", |i| one(i.layers.stale_wakeups)), Json::Top("stale_wakeups")),

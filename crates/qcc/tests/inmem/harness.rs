@@ -83,6 +83,8 @@ pub struct Net {
     pub drop_to_server: bool,
     pub drop_to_client: bool,
     pub delivered: usize,
+    /// Sees every datagram sent, before loss; returning false drops it.
+    pub tap: Option<Box<dyn FnMut(Dir, &[u8]) -> bool>>,
 }
 
 impl Net {
@@ -97,6 +99,7 @@ impl Net {
             drop_to_server: false,
             drop_to_client: false,
             delivered: 0,
+            tap: None,
         }
     }
 
@@ -107,6 +110,11 @@ impl Net {
             dgram.len(),
             self.knobs.mtu
         );
+        if let Some(tap) = &mut self.tap {
+            if !tap(dir, &dgram) {
+                return;
+            }
+        }
         let (queue, dropped) = match dir {
             Dir::ToServer => (&mut self.to_server, self.drop_to_server),
             Dir::ToClient => (&mut self.to_client, self.drop_to_client),
@@ -379,6 +387,11 @@ impl App {
         }
     }
 
+    /// Whether the upper side has handed the whole response of `stream` over and finished it.
+    pub fn upper_done(&self, stream: u64) -> bool {
+        self.streams.get(&stream).is_some_and(|s| s.finished)
+    }
+
     /// Aborts a stream from the upper side.
     pub fn reset(&mut self, conn: &mut Connection, stream: u64, code: u64) {
         if conn.reset_stream(stream, code).is_ok() {
@@ -423,6 +436,8 @@ pub struct Setup {
     pub client_idle: Duration,
     pub client_stream_window: u64,
     pub client_max_data: u64,
+    /// TLS early data (0-RTT) on both sides, for a [`Pair::reconnect`] that resumes.
+    pub early_data: bool,
 }
 
 impl Default for Setup {
@@ -443,6 +458,7 @@ impl Default for Setup {
             client_idle: Duration::from_secs(30),
             client_stream_window: 8 * 1024 * 1024,
             client_max_data: 64 * 1024 * 1024,
+            early_data: false,
         }
     }
 }
@@ -472,15 +488,35 @@ pub struct Pair {
     /// Release the connection as soon as it reports `Dead` (default true).
     pub auto_release: bool,
     pub dead_seen: bool,
+    /// Datagrams delivered to the server connection while it was closing.
+    pub to_closing: usize,
     client_addr: SocketAddr,
     server_addr: SocketAddr,
+    client_config: quiche::Config,
+    rng: fastrand::Rng,
     buf: Vec<u8>,
+}
+
+fn new_client(
+    rng: &mut fastrand::Rng,
+    config: &mut quiche::Config,
+    from: SocketAddr,
+    to: SocketAddr,
+    session: Option<Vec<u8>>,
+) -> quiche::Connection {
+    let scid: Vec<u8> = (0..16).map(|_| rng.u8(..)).collect();
+    let scid = quiche::ConnectionId::from_vec(scid);
+    let mut client = quiche::connect(Some("localhost"), &scid, from, to, config).unwrap();
+    if let Some(session) = session {
+        client.set_session(&session).unwrap();
+    }
+    client
 }
 
 impl Pair {
     pub fn new(setup: Setup) -> Self {
         let (cert, key) = cert_files();
-        let server_config = ServerConfig::new(cert, key, &setup.params, setup.limits.clone()).unwrap();
+        let mut server_config = ServerConfig::new(cert, key, &setup.params, setup.limits.clone()).unwrap();
         let mut cc = quiche::Config::new(quiche::PROTOCOL_VERSION).unwrap();
         cc.set_application_protos(h3::APPLICATION_PROTOCOL).unwrap();
         cc.verify_peer(false);
@@ -495,11 +531,13 @@ impl Pair {
         cc.set_initial_max_streams_uni(100);
         cc.set_max_ack_delay(1);
         cc.set_initial_rtt(Duration::from_millis(10));
+        if setup.early_data {
+            cc.enable_early_data();
+            server_config.enable_early_data();
+        }
         let mut rng = fastrand::Rng::with_seed(setup.seed);
-        let scid: Vec<u8> = (0..16).map(|_| rng.u8(..)).collect();
-        let scid = quiche::ConnectionId::from_vec(scid);
         let (client_addr, server_addr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
-        let client = quiche::connect(Some("localhost"), &scid, client_addr, server_addr, &mut cc).unwrap();
+        let client = new_client(&mut rng, &mut cc, client_addr, server_addr, None);
         let mut server_config = server_config;
         server_config
             .quic_mut()
@@ -525,10 +563,47 @@ impl Pair {
             waker: Arc::new(CountingWaker::default()),
             auto_release: true,
             dead_seen: false,
+            to_closing: 0,
             client_addr,
             server_addr,
+            client_config: cc,
+            rng,
             buf: vec![0; 65535],
         }
+    }
+
+    /// A new client connection in place of the ended one, resuming its TLS session when `resume` (and
+    /// the setup enabled early data), against the same server configuration and counters.
+    pub fn reconnect(&mut self, resume: bool) {
+        assert!(
+            matches!(self.server, Some(ServerConn::Closed)) && self.client.is_closed(),
+            "reconnect before the last connection ended"
+        );
+        let session = if resume {
+            self.client.session().map(<[u8]>::to_vec)
+        } else {
+            None
+        };
+        assert!(!resume || session.is_some(), "no session ticket to resume");
+        self.client = new_client(
+            &mut self.rng,
+            &mut self.client_config,
+            self.client_addr,
+            self.server_addr,
+            session,
+        );
+        self.client_h3 = None;
+        self.client_state = ClientState {
+            responses: BTreeMap::new(),
+            uploads: BTreeMap::new(),
+            goaway: false,
+            dont_read: false,
+        };
+        self.server = None;
+        self.app = App::default();
+        self.net.drop_to_client = false;
+        self.net.drop_to_server = false;
+        self.dead_seen = false;
     }
 
     /// A pair with the handshake done and both HTTP/3 layers up.
@@ -598,6 +673,10 @@ impl Pair {
             headers.push(Header::new(b"content-length", b.len().to_string().as_bytes()));
         }
         headers.extend(extra.iter().map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes())));
+        // A new connection's HTTP/3 layer comes with its handshake (or its early data).
+        if self.client_h3.is_none() && !self.run_until(|p| p.client_h3.is_some() || p.client.is_closed()) {
+            return None;
+        }
         // The HEADERS frame needs stream and congestion credit: drive the pair until it fits.
         let id = loop {
             let h3 = self.client_h3.as_mut()?;
@@ -623,6 +702,19 @@ impl Pair {
         }
         self.client_pump_uploads();
         Some(id)
+    }
+
+    /// Reads again after `client_state.dont_read`: what quiche holds of every response now, the rest as
+    /// it comes.
+    pub fn client_resume_reading(&mut self) {
+        self.client_state.dont_read = false;
+        let Some(h3) = self.client_h3.as_mut() else { return };
+        let mut buf = vec![0; 65536];
+        for (id, r) in self.client_state.responses.iter_mut() {
+            while let Ok(n) = h3.recv_body(&mut self.client, *id, &mut buf) {
+                r.body.extend_from_slice(&buf[..n]);
+            }
+        }
     }
 
     /// RESET_STREAM from the client on `id`.
@@ -671,7 +763,7 @@ impl Pair {
     }
 
     fn client_poll(&mut self) -> bool {
-        if self.client_h3.is_none() && self.client.is_established() {
+        if self.client_h3.is_none() && (self.client.is_established() || self.client.is_in_early_data()) {
             self.client_h3 =
                 Some(h3::Connection::with_transport(&mut self.client, &h3::Config::new().unwrap()).unwrap());
         }
@@ -758,6 +850,9 @@ impl Pair {
             self.server = Some(ServerConn::live(conn));
         }
         if let Some(server) = &mut self.server {
+            if matches!(server, ServerConn::Closing(_)) {
+                self.to_closing += 1;
+            }
             let _ = server.handle_datagram(now, &mut dgram, from, to);
         }
         self.dispatch_server_events();

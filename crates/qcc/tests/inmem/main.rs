@@ -4,6 +4,7 @@
 mod cid_routing;
 mod haproxy_fixes;
 mod harness;
+mod network_shapes;
 mod protocol;
 mod random;
 mod release_order;
