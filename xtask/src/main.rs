@@ -7,6 +7,7 @@ mod demo_proc;
 mod fleet;
 mod fuzz;
 mod integration;
+mod mutants;
 
 use std::process::{Command, ExitCode};
 
@@ -29,6 +30,8 @@ commands:
           qproxy, HAProxy (QUIC) and Caddy side by side: req/s, latency, MB/s, CPU and RSS; target/bench
   fuzz [--seconds N] [--target T]
           the cargo-fuzz targets in fuzz/ on nightly, N seconds each (default 60); cargo test runs a slice
+  mutants [--scope qc-stream|qcs|qcc|worker] [--shard K/N] [--re REGEX] [--list]
+          cargo-mutants over the layers and the worker's release, in place; the report is per scope
   fleet   two qproxy instances behind a stateless nftables QUIC-LB balancer in network namespaces (root)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, fleet, the test suite";
 
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Some("integration") => run_integration(args.iter().any(|a| a == "--fast")),
         Some("bench") => deps().and_then(|()| bench::bench(&args[1..])),
         Some("fuzz") => workspace_root().and_then(|root| fuzz::fuzz(&root, &args[1..])),
+        Some("mutants") => workspace_root().and_then(|root| mutants::mutants(&root, &args[1..])),
         Some("fleet") => debug_binaries().and_then(|root| fleet::fleet(&root)),
         Some("ci") => ci(),
         _ => {

@@ -14,6 +14,7 @@ mod origins;
 mod proxying;
 mod quic_initial;
 mod quinn_client;
+mod raw_frames;
 mod relay;
 mod reuse;
 mod security;

@@ -71,6 +71,9 @@ pub enum Dir {
     ToClient,
 }
 
+/// A look at each datagram sent: returns whether it goes on.
+pub type Tap = Box<dyn FnMut(Dir, &[u8]) -> bool>;
+
 pub struct Net {
     rng: fastrand::Rng,
     pub knobs: Knobs,
@@ -84,7 +87,7 @@ pub struct Net {
     pub drop_to_client: bool,
     pub delivered: usize,
     /// Sees every datagram sent, before loss; returning false drops it.
-    pub tap: Option<Box<dyn FnMut(Dir, &[u8]) -> bool>>,
+    pub tap: Option<Tap>,
 }
 
 impl Net {

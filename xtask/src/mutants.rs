@@ -1,0 +1,175 @@
+//! `cargo xtask mutants`: cargo-mutants (installed first when missing) over the layers that hold the
+//! release order, each with the tests that can see its mutants:
+//! - `qc-stream`: its unit tests and qcc's (the in-memory scenarios drive descriptors and budgets);
+//! - `qcs`: its unit tests and qcc's;
+//! - `qcc`: its unit and in-memory tests;
+//! - `worker`: the worker's release and dispatch functions, with qproxy's unit and end-to-end tests.
+//!
+//! It runs in place (the build in `target/` is reused, so the tree must not change while it runs) and
+//! writes cargo-mutants' output to `target/mutants/SCOPE`. The report gives caught, missed, unviable and
+//! timed-out mutants per scope, and lists the missed ones in functions `docs/release-order.md` names.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+struct Scope {
+    name: &'static str,
+    /// What to mutate.
+    mutate: &'static [&'static str],
+    /// The packages whose tests run against each mutant.
+    tests: &'static [&'static str],
+}
+
+const SCOPES: [Scope; 4] = [
+    Scope {
+        name: "qc-stream",
+        mutate: &["--package", "qc-stream"],
+        tests: &["qc-stream", "qcc"],
+    },
+    Scope {
+        name: "qcs",
+        mutate: &["--package", "qcs"],
+        tests: &["qcs", "qcc"],
+    },
+    Scope {
+        name: "qcc",
+        mutate: &["--package", "qcc"],
+        tests: &["qcc"],
+    },
+    Scope {
+        name: "worker",
+        mutate: &[
+            "--file",
+            "crates/proxy/src/worker/conns.rs",
+            "--re",
+            "release|handle_events|unqueue|drop_awaiting",
+        ],
+        tests: &["qproxy"],
+    },
+];
+
+pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
+    let mut only: Vec<&str> = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--scope" => {
+                let value = it.next().context("--scope needs a value")?;
+                if !SCOPES.iter().any(|s| s.name == value) {
+                    bail!("no scope '{value}'; expected one of {}", names());
+                }
+                only.push(SCOPES.iter().find(|s| s.name == value).unwrap().name);
+            }
+            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--list`.
+            "--shard" | "--re" => {
+                extra.push(flag.clone());
+                extra.push(
+                    it.next()
+                        .with_context(|| format!("{flag} needs a value"))?
+                        .clone(),
+                );
+            }
+            "--list" => extra.push(flag.clone()),
+            other => bail!(
+                "unknown mutants option {other}; expected --scope NAME, --shard K/N, --re REGEX or --list"
+            ),
+        }
+    }
+    let installed = Command::new("cargo")
+        .args(["mutants", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        println!("installing cargo-mutants from crates.io");
+        let ok = Command::new("cargo")
+            .args(["install", "cargo-mutants", "--locked"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("could not install cargo-mutants; run 'cargo install cargo-mutants --locked' by hand");
+        }
+    }
+    let named = release_order_names(root)?;
+    let mut table = Vec::new();
+    for scope in SCOPES
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.name))
+    {
+        let out = root.join("target/mutants").join(scope.name);
+        std::fs::create_dir_all(&out)?;
+        println!("mutants: {} (tests of {})", scope.name, scope.tests.join(", "));
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(root)
+            .args(["mutants", "--in-place", "--no-shuffle", "--output"])
+            .arg(&out)
+            .args(scope.mutate)
+            .args(&extra);
+        for t in scope.tests {
+            cmd.args(["--test-package", t]);
+        }
+        // cargo-mutants exits non-zero when a mutant is missed: the report says which.
+        let status = cmd.status().context("running cargo mutants")?;
+        if extra.iter().any(|a| a == "--list") {
+            continue;
+        }
+        let outcomes = out.join("mutants.out/outcomes.json");
+        let text = std::fs::read_to_string(&outcomes)
+            .with_context(|| format!("cargo mutants ({status}) left no {}", outcomes.display()))?;
+        let json: Value = serde_json::from_str(&text).context("outcomes.json")?;
+        let n = |k: &str| json[k].as_u64().unwrap_or(0);
+        let (caught, missed, unviable, timeout) = (n("caught"), n("missed"), n("unviable"), n("timeout"));
+        let viable = caught + missed + timeout;
+        let missed_lines = std::fs::read_to_string(out.join("mutants.out/missed.txt")).unwrap_or_default();
+        let in_named: Vec<&str> = missed_lines
+            .lines()
+            .filter(|l| named.iter().any(|name| l.contains(name.as_str())))
+            .collect();
+        table.push(format!(
+            "| {} | {caught} | {missed} | {unviable} | {timeout} | {:.1} % | {} |",
+            scope.name,
+            if viable == 0 {
+                100.0
+            } else {
+                100.0 * (caught + timeout) as f64 / viable as f64
+            },
+            in_named.len(),
+        ));
+        for line in in_named {
+            println!("  missed in a function release-order.md names: {line}");
+        }
+    }
+    if !table.is_empty() {
+        println!("\n| scope | caught | missed | unviable | timed out | caught of viable | missed in named functions |");
+        println!("|---|---|---|---|---|---|---|");
+        for row in table {
+            println!("{row}");
+        }
+        println!("\nmissed mutants: target/mutants/SCOPE/mutants.out/missed.txt");
+    }
+    Ok(())
+}
+
+fn names() -> String {
+    SCOPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The function names `docs/release-order.md` gives in backticks (`Connection::release`, `detach_sink`):
+/// the last path segment of each, as cargo-mutants names functions in its report.
+fn release_order_names(root: &Path) -> Result<Vec<String>> {
+    let doc = std::fs::read_to_string(root.join("docs/release-order.md")).context("docs/release-order.md")?;
+    let mut names: Vec<String> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ':') && s.contains(['_', ':']))
+        .map(|s| s.trim_end_matches("()").to_string())
+        .filter(|s| s.len() > 3)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
