@@ -64,8 +64,8 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
                 }
                 only.push(SCOPES.iter().find(|s| s.name == value).unwrap().name);
             }
-            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--list`.
-            "--shard" | "--re" => {
+            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--file PATH`, `--list`.
+            "--shard" | "--re" | "--file" => {
                 extra.push(flag.clone());
                 extra.push(
                     it.next()
@@ -75,7 +75,7 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
             }
             "--list" => extra.push(flag.clone()),
             other => bail!(
-                "unknown mutants option {other}; expected --scope NAME, --shard K/N, --re REGEX or --list"
+                "unknown mutants option {other}; expected --scope NAME, --shard K/N, --re REGEX, --file PATH or --list"
             ),
         }
     }
