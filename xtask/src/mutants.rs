@@ -21,6 +21,9 @@ struct Scope {
     mutate: &'static [&'static str],
     /// The packages whose tests run against each mutant.
     tests: &'static [&'static str],
+    /// Seconds a mutant's tests may take. cargo-mutants would derive it from a baseline that runs the
+    /// mutated package's tests only, far fewer than `tests`.
+    timeout: &'static str,
 }
 
 const SCOPES: [Scope; 4] = [
@@ -28,16 +31,19 @@ const SCOPES: [Scope; 4] = [
         name: "qc-stream",
         mutate: &["--package", "qc-stream"],
         tests: &["qc-stream", "qcc"],
+        timeout: "120",
     },
     Scope {
         name: "qcs",
         mutate: &["--package", "qcs"],
         tests: &["qcs", "qcc"],
+        timeout: "120",
     },
     Scope {
         name: "qcc",
         mutate: &["--package", "qcc"],
         tests: &["qcc"],
+        timeout: "120",
     },
     Scope {
         name: "worker",
@@ -48,6 +54,7 @@ const SCOPES: [Scope; 4] = [
             "release|handle_events|unqueue|drop_awaiting",
         ],
         tests: &["qproxy"],
+        timeout: "900",
     },
 ];
 
@@ -104,7 +111,14 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
         println!("mutants: {} (tests of {})", scope.name, scope.tests.join(", "));
         let mut cmd = Command::new("cargo");
         cmd.current_dir(root)
-            .args(["mutants", "--in-place", "--no-shuffle", "--output"])
+            .args([
+                "mutants",
+                "--in-place",
+                "--no-shuffle",
+                "--timeout",
+                scope.timeout,
+                "--output",
+            ])
             .arg(&out)
             .args(scope.mutate)
             .args(&extra);
