@@ -170,11 +170,6 @@ impl TxBudget {
         }))
     }
 
-    /// The configured limit in bytes.
-    pub fn limit(&self) -> usize {
-        self.0.limit
-    }
-
     /// Bytes charged and not yet freed.
     pub fn in_use(&self) -> usize {
         self.0.in_use.load(Relaxed)

@@ -44,11 +44,6 @@ impl AttachedDesc {
         }
     }
 
-    /// The stream ID.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Queues body bytes, charging the budget. When the budget is full the bytes come back untouched and a
     /// room notification is armed: the caller waits for it before trying again.
     pub fn push(&mut self, data: Bytes) -> Result<(), Bytes> {
@@ -138,11 +133,6 @@ pub struct ReleasedDesc {
 }
 
 impl ReleasedDesc {
-    /// The stream ID.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Bytes the transport still holds (sent, not yet acknowledged).
     pub fn outstanding(&self) -> usize {
         self.shared.outstanding.load(Relaxed)
@@ -170,10 +160,15 @@ mod tests {
     use quiche::BufSplit;
     use std::sync::atomic::AtomicUsize;
 
-    struct CountingSink(AtomicUsize);
+    /// Counts every room notice, and apart those from the pool.
+    #[derive(Default)]
+    struct CountingSink(AtomicUsize, AtomicUsize);
     impl crate::RoomSink for CountingSink {
-        fn room(&self, _from: crate::Room) {
+        fn room(&self, from: crate::Room) {
             self.0.fetch_add(1, Relaxed);
+            if from == crate::Room::Pool {
+                self.1.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -185,7 +180,7 @@ mod tests {
     #[test]
     fn full_budget_refuses_then_reports_room_once_bytes_are_freed() {
         let (counters, budget) = budget(10);
-        let sink: Arc<CountingSink> = Arc::new(CountingSink(AtomicUsize::new(0)));
+        let sink: Arc<CountingSink> = Arc::new(CountingSink::default());
         let weak: std::sync::Weak<dyn crate::RoomSink> =
             Arc::downgrade(&(sink.clone() as Arc<dyn crate::RoomSink>));
         budget.attach_sink(weak);
@@ -242,7 +237,9 @@ mod tests {
         let mut a = AttachedDesc::new(8, &budget);
         a.push(Bytes::from(vec![0; 10])).unwrap();
         a.push(Bytes::from(vec![0; 20])).unwrap();
+        assert_eq!(a.queued(), 30);
         let in_flight = a.pop_front().unwrap();
+        assert_eq!(a.queued(), 20);
         let released = a.release();
         assert_eq!(released.outstanding(), 10);
         assert_eq!(budget.in_use(), 10);
@@ -254,7 +251,7 @@ mod tests {
     fn a_dropped_sink_is_a_counted_no_op() {
         let (counters, budget) = budget(1);
         counters.set_panic_on_out_of_order(false);
-        let sink: Arc<dyn crate::RoomSink> = Arc::new(CountingSink(AtomicUsize::new(0)));
+        let sink: Arc<dyn crate::RoomSink> = Arc::new(CountingSink::default());
         budget.attach_sink(Arc::downgrade(&sink));
         let mut a = AttachedDesc::new(0, &budget);
         a.push(Bytes::from_static(b"ab")).unwrap();
@@ -269,7 +266,7 @@ mod tests {
     #[test]
     fn a_detached_sink_is_silent() {
         let (counters, budget) = budget(1);
-        let sink: Arc<dyn crate::RoomSink> = Arc::new(CountingSink(AtomicUsize::new(0)));
+        let sink: Arc<dyn crate::RoomSink> = Arc::new(CountingSink::default());
         budget.attach_sink(Arc::downgrade(&sink));
         let mut a = AttachedDesc::new(0, &budget);
         a.push(Bytes::from_static(b"ab")).unwrap();
@@ -282,7 +279,7 @@ mod tests {
     }
 
     fn sink_on(budget: &TxBudget) -> Arc<CountingSink> {
-        let sink = Arc::new(CountingSink(AtomicUsize::new(0)));
+        let sink = Arc::new(CountingSink::default());
         let weak: std::sync::Weak<dyn crate::RoomSink> =
             Arc::downgrade(&(sink.clone() as Arc<dyn crate::RoomSink>));
         budget.attach_sink(weak);
@@ -332,6 +329,65 @@ mod tests {
         let snap = counters.snapshot();
         assert_eq!((snap.stale_wakeups, snap.out_of_order_releases), (0, 0));
         drop(da.release());
+        assert!(counters.snapshot().is_idle());
+    }
+
+    #[test]
+    fn a_descriptor_dropped_without_release_is_counted_out_of_order() {
+        let (counters, budget) = budget(100);
+        counters.set_panic_on_out_of_order(false);
+        let mut a = AttachedDesc::new(0, &budget);
+        a.push(Bytes::from_static(b"abc")).unwrap();
+        drop(a);
+        assert_eq!(counters.snapshot().out_of_order_releases, 1);
+    }
+
+    #[test]
+    fn the_pool_admits_a_charge_that_fills_it_exactly_and_a_new_limit_at_once() {
+        let counters = Arc::new(Counters::default());
+        let pool = crate::TxPool::new(10);
+        let a = TxBudget::with_pool(100, Some(pool.clone()), counters);
+        let mut da = AttachedDesc::new(0, &a);
+        da.push(Bytes::from(vec![0; 4])).unwrap();
+        da.push(Bytes::from(vec![0; 6])).unwrap();
+        assert_eq!(pool.in_use(), 10);
+        let refused = da.push(Bytes::from(vec![0; 5])).unwrap_err();
+        pool.set_limit(100); // a reload
+        da.push(refused).unwrap();
+        assert_eq!(pool.in_use(), 15);
+        drop(da.release());
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_refund_that_leaves_the_pool_over_its_limit_tells_no_one() {
+        let counters = Arc::new(Counters::default());
+        let pool = crate::TxPool::new(10);
+        let budget = || TxBudget::with_pool(100, Some(pool.clone()), counters.clone());
+        let (a, b, c) = (budget(), budget(), budget());
+        let sink_c = sink_on(&c);
+        let (mut da, mut db, mut dc) = (
+            AttachedDesc::new(0, &a),
+            AttachedDesc::new(4, &b),
+            AttachedDesc::new(8, &c),
+        );
+        // Empty budgets pass the full pool: 12 + 3 + 1 of 10. Then c waits.
+        da.push(Bytes::from(vec![0; 12])).unwrap();
+        db.push(Bytes::from(vec![0; 3])).unwrap();
+        dc.push(Bytes::from(vec![0; 1])).unwrap();
+        let refused = dc.push(Bytes::from(vec![0; 1])).unwrap_err();
+        assert_eq!(pool.in_use(), 16);
+        // b's 3 bytes are freed: 13 of 10, still no room.
+        drop(db.pop_front().unwrap());
+        assert_eq!(sink_c.0.load(Relaxed), 0, "told of room the pool does not have");
+        // a's 12: 1 of 10, and c hears it from the pool.
+        drop(da.pop_front().unwrap());
+        assert_eq!((sink_c.0.load(Relaxed), sink_c.1.load(Relaxed)), (1, 1));
+        dc.push(refused).unwrap();
+        for d in [da, db, dc] {
+            drop(d.release());
+        }
+        assert_eq!(pool.in_use(), 0);
         assert!(counters.snapshot().is_idle());
     }
 }
