@@ -446,23 +446,27 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 /// Runs `rapid_reset.py` (aioquic) against `proxy` for up to `requests` cancelled requests: its JSON
 /// report, `{"sent": N, "closed_with": CODE}`.
 pub fn rapid_reset(proxy: &Proxy, requests: usize) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/rapid_reset.py");
+    aioquic_script(proxy, "rapid_reset.py", &["--requests", &requests.to_string()])
+}
+
+/// Runs one of the aioquic scripts beside this file against `proxy` (with its port and CA): the first
+/// JSON line it prints.
+pub fn aioquic_script(proxy: &Proxy, script: &str, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e")
+        .join(script);
     let out = Command::new(aioquic_python())
-        .arg(script)
-        .args([
-            "--port",
-            &proxy.port.to_string(),
-            "--requests",
-            &requests.to_string(),
-            "--ca",
-        ])
+        .arg(path)
+        .args(["--port", &proxy.port.to_string()])
+        .args(args)
+        .arg("--ca")
         .arg(proxy.dir.join("ca.pem"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}{}",
+        "{script} {args:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     qproxy_tests::json::lines(&stdout)[0].clone()

@@ -4,12 +4,11 @@
 //! test asserts the case's precondition (its frames went out together), the answer the RFC names, that the
 //! proxy serves the next request, and that every live-object gauge returns to zero.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{aioquic, aioquic_python, Proxy};
+use crate::harness::{aioquic, aioquic_script, Proxy};
 use crate::origins::{counting, Counting};
 
 /// Transport error codes (RFC 9000, 20.1).
@@ -25,20 +24,7 @@ fn start() -> (Counting, Proxy) {
 
 /// Runs one case of `raw_frames.py`: its JSON report.
 fn run(proxy: &Proxy, case: &str) -> Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/raw_frames.py");
-    let out = Command::new(aioquic_python())
-        .arg(script)
-        .args(["--port", &proxy.port.to_string(), "--case", case, "--ca"])
-        .arg(proxy.dir.join("ca.pem"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{case}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    qproxy_tests::json::lines(&stdout)[0].clone()
+    aioquic_script(proxy, "raw_frames.py", &["--case", case])
 }
 
 /// The case's frames went out in one 1-RTT packet.

@@ -3,7 +3,7 @@
 //! unidirectional streams of its own choosing. Each asserts its precondition, then that the connection
 //! lives on (a normal request is served after it) and that everything is idle once it ends.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qcc::codes;
 
@@ -17,21 +17,6 @@ const DOUBLE_METHOD: &[u8] = b"\x01\x1b\x00\x00\xd1\xd1\xd7\x50\x09localhost\x51
 
 /// Raw stream IDs past any the HTTP/3 client will use for its own requests.
 const RAW: u64 = 400;
-
-fn served_after(pair: &mut Pair) {
-    let id = pair.request("GET", "/bytes/100", None);
-    assert!(pair.run_until(|p| p.response(id).finished), "{}", pair.describe());
-    assert_eq!(pair.response(id).status, Some(200));
-}
-
-fn end(pair: &mut Pair) {
-    if let Some(conn) = pair.live_mut() {
-        conn.shutdown(Instant::now());
-    }
-    pair.dispatch_server_events();
-    assert!(pair.run_to_end(), "{}", pair.describe());
-    pair.assert_idle();
-}
 
 /// Queues STOP_SENDING as the first frame of stream `id` (quiche sends none for a stream it has not
 /// created: an empty write creates it and sends nothing).
@@ -75,8 +60,8 @@ fn scenario_20_stop_sending_as_the_first_frame_of_a_stream_then_its_headers() {
         0,
         "a request its client had stopped reached the upper side"
     );
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -93,8 +78,8 @@ fn scenario_21_stop_sending_opens_a_stream_then_headers_with_a_duplicated_pseudo
     pair.client.stream_send(RAW + 4, DOUBLE_METHOD, true).unwrap();
     pair.settle(Duration::from_millis(20));
     assert_eq!(raw_requests(&pair), 0);
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -113,13 +98,13 @@ fn scenario_22_a_unidirectional_stream_of_unknown_type_opened_closed_then_stoppe
         "precondition: the server stopped the unknown stream"
     );
     let before = pair.counters.snapshot().streams_total;
-    served_after(&mut pair);
+    pair.serves_another_request();
     assert_eq!(
         pair.counters.snapshot().streams_total,
         before + 1,
         "the unknown stream was taken for a request"
     );
-    end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -140,8 +125,8 @@ fn scenario_23_a_header_section_split_across_packets_then_reset() {
         "the reset stream still waits for its header section"
     );
     assert_eq!(raw_requests(&pair), 0);
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -211,5 +196,5 @@ fn scenario_25_stop_sending_on_a_download_with_a_one_buffer_budget_under_reorder
         0,
         "the stopped stream still holds budget"
     );
-    end(&mut pair);
+    pair.shutdown_and_end();
 }

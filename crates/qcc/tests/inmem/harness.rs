@@ -1029,6 +1029,28 @@ impl Pair {
         &self.client_state.responses[&id]
     }
 
+    /// A normal GET on the connection is still answered.
+    pub fn serves_another_request(&mut self) {
+        let id = self.request("GET", "/bytes/100", None);
+        assert!(self.run_until(|p| p.response(id).finished), "{}", self.describe());
+        assert_eq!(self.response(id).status, Some(200));
+    }
+
+    /// Shuts the connection down (GOAWAY), drives both sides to their end, and asserts all is idle.
+    pub fn shutdown_and_end(&mut self) {
+        let now = self.clock.now();
+        if let Some(conn) = self.live_mut() {
+            conn.shutdown(now);
+        }
+        self.dispatch_server_events();
+        assert!(
+            self.run_to_end(),
+            "the connection did not end: {}",
+            self.describe()
+        );
+        self.assert_idle();
+    }
+
     /// Asserts that every live counter is back to zero and no release ran out of order.
     pub fn assert_idle(&self) {
         self.assert_no_out_of_order();

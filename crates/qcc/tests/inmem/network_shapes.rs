@@ -13,22 +13,6 @@ use qcc::{codes, ServerConn, TransportParams};
 
 use crate::harness::{pattern_vec, Dir, Knobs, Pair, Setup};
 
-fn served_after(pair: &mut Pair) {
-    let id = pair.request("GET", "/bytes/100", None);
-    assert!(pair.run_until(|p| p.response(id).finished), "{}", pair.describe());
-    assert_eq!(pair.response(id).status, Some(200));
-}
-
-fn end(pair: &mut Pair) {
-    let now = pair.clock.now();
-    if let Some(conn) = pair.live_mut() {
-        conn.shutdown(now);
-    }
-    pair.dispatch_server_events();
-    assert!(pair.run_to_end(), "{}", pair.describe());
-    pair.assert_idle();
-}
-
 #[test]
 fn scenario_26_a_response_its_upper_side_finished_but_not_yet_sent_keeps_the_connection_busy() {
     // 3cfb08c07: the upper side has handed over the whole response and is done with the stream, but the
@@ -60,7 +44,7 @@ fn scenario_26_a_response_its_upper_side_finished_but_not_yet_sent_keeps_the_con
     pair.client_resume_reading();
     assert!(pair.run_until(|p| p.response(id).finished), "{}", pair.describe());
     assert!(pair.response(id).body == pattern_vec(300_000));
-    end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -122,8 +106,8 @@ fn scenario_27_a_stream_released_while_acknowledgements_come_out_of_order() {
         (0, 0, 0),
         "a live connection kept descriptors or room: {snap:?}"
     );
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
 }
 
 /// Whether the first packet of a datagram is an Initial. Packets of a datagram go in order of their
@@ -141,8 +125,8 @@ fn scenario_28_every_datagram_carrying_an_initial_is_padded_with_early_data_and_
         early_data: true,
         ..Setup::default()
     });
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
     let seen: Rc<RefCell<Vec<usize>>> = Rc::default();
     let dropped = Rc::new(RefCell::new(0));
     let (s, d) = (seen.clone(), dropped.clone());
@@ -174,7 +158,7 @@ fn scenario_28_every_datagram_carrying_an_initial_is_padded_with_early_data_and_
         seen.iter().all(|len| *len >= 1200),
         "a short Initial datagram: {seen:?}"
     );
-    end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -275,6 +259,6 @@ fn scenario_31_a_client_reset_on_a_post_while_our_stop_sending_is_in_flight() {
     let heard = pair.client.stats().stopped_stream_count_remote;
     assert!(heard <= 1, "STOP_SENDING heard {heard} times");
     assert_eq!(pair.counters.snapshot().streams_live, 0);
-    served_after(&mut pair);
-    end(&mut pair);
+    pair.serves_another_request();
+    pair.shutdown_and_end();
 }

@@ -15,15 +15,6 @@ fn setup_with(f: impl FnOnce(&mut Setup)) -> Setup {
     setup
 }
 
-fn shutdown_and_end(pair: &mut Pair) {
-    if let Some(conn) = pair.live_mut() {
-        conn.shutdown(Instant::now());
-    }
-    pair.dispatch_server_events();
-    assert!(pair.run_to_end(), "the connection did not end");
-    pair.assert_idle();
-}
-
 fn peer_close_code(pair: &Pair) -> Option<u64> {
     pair.client.peer_error().map(|e| e.error_code)
 }
@@ -126,7 +117,7 @@ fn scenario_03_stop_sending_as_the_very_first_frame_of_a_stream() {
         2,
         "stream 0 was opened and released"
     );
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -154,7 +145,7 @@ fn scenario_04_stop_sending_arrives_before_headers() {
         2,
         "the stopped stream was opened and released"
     );
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -322,7 +313,7 @@ fn scenario_10_reset_stream_gives_back_connection_flow_control_credit() {
     let id = pair.request("POST", "/sink", Some(vec![6; 250 * 1024]));
     assert!(pair.run_until(|p| p.response(id).finished));
     assert_eq!(pair.response(id).body, (250 * 1024).to_string().as_bytes());
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -342,7 +333,7 @@ fn scenario_11_rx_buffer_released_while_demux_blocked() {
     let id = pair.request("POST", "/sink", Some(vec![8; 50_000]));
     assert!(pair.run_until(|p| p.response(id).finished));
     assert_eq!(pair.response(id).body, b"50000");
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -368,7 +359,7 @@ fn scenario_12_upper_side_retries_while_its_stream_waits_for_budget() {
         pair.app.blocked_sends > pair.app.writable_events,
         "retries did not happen while waiting"
     );
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -389,7 +380,7 @@ fn scenario_13_sent_but_unacknowledged_data_does_not_block_other_streams_forever
     for id in &ids {
         assert!(pair.response(*id).body == pattern_vec(100_000), "stream {id}");
     }
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -508,7 +499,7 @@ fn scenario_17_stop_sending_mid_download_trims_the_unsent_tail() {
         0,
         "the stopped stream's tail still holds budget"
     );
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
 
 #[test]
@@ -548,5 +539,5 @@ fn scenario_19_aborted_upload_whose_flow_control_update_follows_the_release() {
         "{aborted:?}"
     );
     assert_eq!(aborted.reset, Some(codes::H3_REQUEST_CANCELLED), "{aborted:?}");
-    shutdown_and_end(&mut pair);
+    pair.shutdown_and_end();
 }
