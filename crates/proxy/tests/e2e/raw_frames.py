@@ -8,7 +8,8 @@ CRYPTO frame. Prints one JSON line:
   {"case", "packet": the packet number all the case's frames went in (null for Initial cases),
    "connected": whether the handshake completed, "closed_with": the server's CONNECTION_CLOSE code or
    null, "after": the status of a GET sent after the case on the same connection, or null,
-   "crypto_frames": how many CRYPTO frames the Initial cases wrote}
+   "crypto_frames": how many CRYPTO frames the Initial cases wrote, "acks_between": for cases that send
+   two raw packets, how many 1-RTT ACKs went out between them}
 Usage: raw_frames.py --port P --ca CA --case NAME
 """
 
@@ -64,6 +65,8 @@ class Client(QuicConnectionProtocol):
         self.done = {}
         self.raw = None
         self.raw_packet = None
+        self.acks_sent = 0  # 1-RTT ACK frames written
+        self.acks_at_raw = []  # acks_sent when each raw packet was written
         ping = self._quic._write_ping_frame
 
         def write_ping(builder, uids=[], comment=""):
@@ -71,16 +74,37 @@ class Client(QuicConnectionProtocol):
                 buf = builder.start_frame(QuicFrameType.PING, capacity=1 + len(self.raw))
                 buf.push_bytes(self.raw)
                 self.raw_packet = builder.packet_number
+                self.acks_at_raw.append(self.acks_sent)
                 self.raw = None
             else:
                 ping(builder, uids, comment)
 
         self._quic._write_ping_frame = write_ping
+        # While set, 1-RTT ACKs are held back: the server's packets stay unacknowledged, so a stream it
+        # answered is not yet complete in its eyes.
+        self.hold_acks = False
+        ack = self._quic._write_ack_frame
+
+        def write_ack(builder, space, now):
+            if self.hold_acks and space is self._quic._spaces.get(Epoch.ONE_RTT):
+                space.ack_at = None  # the ranges stay queued; send_acks arms it again
+            else:
+                if space is self._quic._spaces.get(Epoch.ONE_RTT):
+                    self.acks_sent += 1
+                ack(builder=builder, space=space, now=now)
+
+        self._quic._write_ack_frame = write_ack
 
     def inject(self, frames):
         """Sends `frames` (encoded) together in the next 1-RTT packet."""
         self.raw = b"".join(frames)
         self._quic.send_ping(RAW_PING)
+        self.transmit()
+
+    def send_acks(self):
+        """Ends any hold and sends, at once, the ACK of every 1-RTT packet received so far."""
+        self.hold_acks = False
+        self._quic._spaces[Epoch.ONE_RTT].ack_at = 0.0
         self.transmit()
 
     def open_stream(self):
@@ -224,14 +248,31 @@ async def final_size_change(client, authority):
 
 @case
 async def final_size_change_after_close(client, authority):
-    # The same once the stream is over: the request is answered, then RESET_STREAM with another size.
+    # The same once the request is answered but before the server has our ACK of its FIN: the stream is
+    # still known, and RESET_STREAM names another final size.
+    client.hold_acks = True
+    sid = await answered_raw_get(client, authority)
+    client.inject([reset_stream(sid, CANCELLED, len(get_headers(authority)) + 10)])
+    client.send_acks()
+
+
+@case
+async def final_size_change_after_forgotten(client, authority):
+    # The same once the server has our ACK of its FIN: the stream is over on both sides and forgotten;
+    # the late RESET_STREAM must not open it again.
+    sid = await answered_raw_get(client, authority)
+    client.send_acks()
+    client.inject([reset_stream(sid, CANCELLED, len(get_headers(authority)) + 10)])
+
+
+async def answered_raw_get(client, authority):
+    """`GET /raw` with its FIN in one STREAM frame, awaited to the response's end: the stream ID."""
     sid = client.open_stream()
-    head = get_headers(authority)
-    client.inject([stream_frame(sid, 0, head, True)])
+    client.inject([stream_frame(sid, 0, get_headers(authority), True)])
     done = client.done.setdefault(sid, asyncio.Event())
     await asyncio.wait_for(done.wait(), 5)
     assert client.status.get(sid) is not None, "the raw request was not answered"
-    client.inject([reset_stream(sid, CANCELLED, len(head) + 10)])
+    return sid
 
 
 @case
@@ -276,6 +317,8 @@ async def main():
             await asyncio.sleep(0.05)
             await CASES[args.case](client, authority)
             report["packet"] = client.raw_packet
+            if len(client.acks_at_raw) >= 2:
+                report["acks_between"] = client.acks_at_raw[-1] - client.acks_at_raw[-2]
             try:
                 await asyncio.wait_for(client.closed.wait(), 0.3)
             except asyncio.TimeoutError:

@@ -1,4 +1,4 @@
-//! Scenarios 32 to 40: frames no well-behaved client writes, sent by a raw client on aioquic
+//! Scenarios 32 to 41: frames no well-behaved client writes, sent by a raw client on aioquic
 //! (`raw_frames.py`) in the packets they must share, encrypted with the connection's keys. Each is the
 //! shape of a crash or leak fix in HAProxy's QUIC code (commit ids of haproxy/haproxy) or nginx's. Each
 //! test asserts the case's precondition (its frames went out together), the answer the RFC names, that the
@@ -152,17 +152,42 @@ fn scenario_39_a_final_size_that_changes() {
 
 #[test]
 fn scenario_40_a_final_size_that_changes_after_the_stream_closed() {
-    // The same once the request is answered: the late RESET_STREAM names another final size than the
-    // FIN did. quiche still knows the stream's final size and closes with FINAL_SIZE_ERROR; the stream is
-    // never taken for a new one.
+    // The same once the request is answered, while our ACK of the response's FIN is held back: quiche
+    // still knows the stream's final size and closes with FINAL_SIZE_ERROR; the stream is never taken
+    // for a new one.
     let (origin, proxy) = start();
     let report = run(&proxy, "final_size_change_after_close");
     sent_together(&report);
+    assert_eq!(
+        report["acks_between"], 0,
+        "precondition: the FIN was acknowledged: {report}"
+    );
     closed_with(&report, FINAL_SIZE_ERROR);
+    served_once(&origin);
+    proxy_lives_on(&proxy);
+}
+
+#[test]
+fn scenario_41_a_reset_for_a_stream_over_on_both_sides() {
+    // The same once the server has our ACK of its FIN: quiche has forgotten the stream, ignores the late
+    // RESET_STREAM (RFC 9000 3.5 lets a closed stream's frames be ignored), never opens the stream again,
+    // and the connection lives on.
+    let (origin, proxy) = start();
+    let report = run(&proxy, "final_size_change_after_forgotten");
+    sent_together(&report);
+    assert!(
+        report["acks_between"].as_u64() >= Some(1),
+        "precondition: the FIN was not acknowledged first: {report}"
+    );
+    lived_on(&report);
+    served_once(&origin);
+    proxy_lives_on(&proxy);
+}
+
+fn served_once(origin: &Counting) {
     assert_eq!(
         origin.paths().iter().filter(|p| *p == "/raw").count(),
         1,
         "the raw request was not served exactly once"
     );
-    proxy_lives_on(&proxy);
 }
