@@ -275,6 +275,7 @@ impl Connection {
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transport.on_timeout();
+        self.retry_flow_blocked(true);
         if self.timers.handshake.is_some_and(|t| t <= now) && !self.transport.is_established() {
             tracing::debug!("handshake timeout");
             self.timers.handshake = None;
@@ -317,9 +318,7 @@ impl Connection {
             self.poll_h3();
             self.check_transport();
             self.resume_rx();
-            // Credit may have come back with this input: blocked streams try again.
-            let flow = std::mem::take(&mut self.streams.wait.flow);
-            self.streams.wait.send.extend(flow);
+            self.retry_flow_blocked(false);
         }
         self.handle_room();
         self.streams.sweep_descs();
@@ -332,6 +331,25 @@ impl Connection {
             (false, _) => None,
         };
         self.report_dead();
+    }
+
+    /// Moves flow-blocked streams back to the send list: after an input, those whose send capacity
+    /// changed (credit may have come back); after the transport's timers, all of them, so that no
+    /// stream can wait on a capacity that came back to the same figure while data was in flight.
+    fn retry_flow_blocked(&mut self, all: bool) {
+        let transport = &mut self.transport;
+        let moved: Vec<u64> = self
+            .streams
+            .wait
+            .flow
+            .iter()
+            .filter(|(id, then)| all || transport.stream_capacity(**id) != Ok(**then))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in moved {
+            self.streams.wait.flow.remove(&id);
+            self.streams.wait.send.insert(id);
+        }
     }
 
     fn poll_h3(&mut self) {
@@ -666,7 +684,8 @@ impl Connection {
                 }
                 Ok(Flush::Blocked) => {
                     self.streams.wait.send.remove(&id);
-                    self.streams.wait.flow.insert(id);
+                    let capacity = self.transport.stream_capacity(id).unwrap_or(0);
+                    self.streams.wait.flow.insert(id, capacity);
                 }
                 Ok(Flush::Finished) => {
                     self.streams.wait.send.remove(&id);

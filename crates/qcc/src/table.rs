@@ -1,6 +1,6 @@
 //! The stream table, its wait lists, and the descriptor table.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use qc_stream::ReleasedDesc;
 use qcs::{Stream, Transport};
@@ -11,8 +11,11 @@ use qcs::{Stream, Transport};
 pub(crate) struct WaitLists {
     /// Has something for the transport.
     pub(crate) send: BTreeSet<u64>,
-    /// The transport had no credit (flow control or congestion) at the last flush.
-    pub(crate) flow: BTreeSet<u64>,
+    /// The transport had no credit (flow control or congestion) at the last flush: the stream's send
+    /// capacity then. After an input it is retried only once that capacity changed: each attempt while
+    /// blocked makes quiche queue DATA_BLOCKED again, and a retry per acknowledgement would ping-pong
+    /// with a client that keeps its window shut (HAProxy 7edb2ffae's shape, scenario 24).
+    pub(crate) flow: BTreeMap<u64, usize>,
     /// The upper side was refused by a full Tx budget.
     pub(crate) budget: BTreeSet<u64>,
     /// The Rx buffer was full with more body in the transport ("demux blocked").
@@ -31,7 +34,7 @@ impl WaitLists {
     pub(crate) fn membership(&self, id: u64) -> [bool; 4] {
         [
             self.send.contains(&id),
-            self.flow.contains(&id),
+            self.flow.contains_key(&id),
             self.budget.contains(&id),
             self.recv.contains(&id),
         ]

@@ -130,9 +130,6 @@ fn scenario_23_a_header_section_split_across_packets_then_reset() {
 }
 
 #[test]
-#[ignore = "open: qcc retries flow-blocked streams after every input and each retry makes quiche queue \
-            DATA_BLOCKED again, which the client acknowledges: a ping-pong at the RTT. A fix that waited \
-            for a capacity change was reverted (a port-change run of the fleet test stalled a stream)"]
 fn scenario_24_a_client_with_max_data_10_and_ten_parallel_gets() {
     // 7edb2ffae: a connection window of 10 bytes, smaller than one response header section, and ten
     // 10 KB GETs. Nothing can be sent and the client will never raise its window: the connection must
