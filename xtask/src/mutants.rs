@@ -31,19 +31,19 @@ const SCOPES: [Scope; 4] = [
         name: "qc-stream",
         mutate: &["--package", "qc-stream"],
         tests: &["qc-stream", "qcc"],
-        timeout: "120",
+        timeout: "60",
     },
     Scope {
         name: "qcs",
         mutate: &["--package", "qcs"],
         tests: &["qcs", "qcc"],
-        timeout: "120",
+        timeout: "60",
     },
     Scope {
         name: "qcc",
         mutate: &["--package", "qcc"],
         tests: &["qcc"],
-        timeout: "120",
+        timeout: "60",
     },
     Scope {
         name: "worker",
@@ -71,8 +71,8 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
                 }
                 only.push(SCOPES.iter().find(|s| s.name == value).unwrap().name);
             }
-            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--file PATH`, `--list`.
-            "--shard" | "--re" | "--file" => {
+            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--exclude-re REGEX`, `--file PATH`, `--list`.
+            "--shard" | "--re" | "--exclude-re" | "--file" => {
                 extra.push(flag.clone());
                 extra.push(
                     it.next()

@@ -215,6 +215,8 @@ pub struct App {
     pub spam_retries: bool,
     pub chunk: usize,
     pub requests: Vec<(u64, qcc::RequestHead)>,
+    /// Requests whose head said no body follows.
+    pub ended_with_head: Vec<u64>,
     pub aborted: Vec<(u64, AbortCause)>,
     pub closed: Vec<u64>,
     pub writable_events: usize,
@@ -224,7 +226,10 @@ pub struct App {
 impl App {
     fn on_event(&mut self, conn: &mut Connection, event: Event) {
         match event {
-            Event::Request { stream, head, .. } => {
+            Event::Request { stream, head, end } => {
+                if end {
+                    self.ended_with_head.push(stream);
+                }
                 let path = head.path().to_string();
                 self.requests.push((stream, head));
                 let num = |p: &str| {

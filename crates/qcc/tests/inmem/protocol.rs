@@ -132,3 +132,40 @@ fn requests_beyond_the_stream_limit_wait_for_credit_and_complete() {
     assert!(pair.run_to_end());
     pair.assert_idle();
 }
+
+#[test]
+fn a_request_without_a_body_ends_with_its_head() {
+    // The upper side learns from the head alone whether a body follows (`Event::Request::end`).
+    let mut pair = Pair::established(Setup::default());
+    let get = pair.request("GET", "/bytes/10", None);
+    let post = pair.request("POST", "/echo", Some(b"hello".to_vec()));
+    assert!(pair.run_until(|p| p.response(get).finished && p.response(post).finished));
+    assert_eq!(pair.response(post).body, b"hello");
+    assert_eq!(pair.app.ended_with_head, vec![get]);
+    pair.shutdown_and_end();
+}
+
+#[test]
+fn the_last_request_a_connection_may_carry_sends_goaway() {
+    // `max_total_requests` (HAProxy's max-total-streams): the second request is the last; GOAWAY
+    // goes out with it and both are answered.
+    let mut setup = Setup::default();
+    setup.limits.max_total_requests = 2;
+    let mut pair = Pair::established(setup);
+    let first = pair.request("GET", "/bytes/10", None);
+    assert!(pair.run_until(|p| p.response(first).finished));
+    pair.settle(Duration::from_millis(100));
+    assert!(
+        !pair.client_state.goaway,
+        "GOAWAY after the first of two requests"
+    );
+    let second = pair.request("GET", "/bytes/10", None);
+    assert!(
+        pair.run_until(|p| p.response(second).finished && p.client_state.goaway),
+        "{}",
+        pair.describe()
+    );
+    assert_eq!(pair.response(second).status, Some(200));
+    assert!(pair.run_to_end(), "{}", pair.describe());
+    pair.assert_idle();
+}

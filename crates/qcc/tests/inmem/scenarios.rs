@@ -433,6 +433,11 @@ fn scenario_14_timers_end_with_the_connection() {
     };
     let now = pair.clock.now();
     let next = closing.poll_timeout(now);
+    // A deadline in the past would have the worker's loop spin until the close completes.
+    assert!(
+        next.is_none_or(|t| t >= now),
+        "the closing transport's timer is in the past"
+    );
     let gap = |t: std::time::Instant| if t > armed { t - armed } else { armed - t };
     assert!(
         next.is_none_or(|t| gap(t) > Duration::from_millis(5)),
