@@ -169,3 +169,32 @@ fn the_last_request_a_connection_may_carry_sends_goaway() {
     assert!(pair.run_to_end(), "{}", pair.describe());
     pair.assert_idle();
 }
+
+#[test]
+fn a_request_behind_the_last_is_refused() {
+    // `max_total_requests` 1 and two requests sent together: the first sends GOAWAY, the second is
+    // refused with H3_REQUEST_REJECTED before the upper side sees it. (Here the refusal is
+    // `track_opening`'s: each request came in its own datagram, after the GOAWAY; the same check in
+    // `on_headers`, for a stream already opening when GOAWAY goes out, is not reached by this test.)
+    let mut setup = Setup::default();
+    setup.limits.max_total_requests = 1;
+    let mut pair = Pair::established(setup);
+    pair.net.hold_to_server = true;
+    let first = pair.request("GET", "/bytes/10", None);
+    let second = pair.request("GET", "/bytes/10", None);
+    pair.net.hold_to_server = false;
+    assert!(
+        pair.run_until(|p| p.response(first).finished && p.response(second).reset.is_some()),
+        "{}",
+        pair.describe()
+    );
+    assert_eq!(pair.response(first).status, Some(200));
+    assert_eq!(pair.response(second).reset, Some(codes::H3_REQUEST_REJECTED));
+    assert_eq!(
+        pair.app.requests.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![first],
+        "the request past the GOAWAY reached the upper side"
+    );
+    assert!(pair.run_to_end(), "{}", pair.describe());
+    pair.assert_idle();
+}
