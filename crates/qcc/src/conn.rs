@@ -338,18 +338,14 @@ impl Connection {
     /// stream can wait on a capacity that came back to the same figure while data was in flight.
     fn retry_flow_blocked(&mut self, all: bool) {
         let transport = &mut self.transport;
-        let moved: Vec<u64> = self
-            .streams
-            .wait
-            .flow
-            .iter()
-            .filter(|(id, then)| all || transport.stream_capacity(**id) != Ok(**then))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in moved {
-            self.streams.wait.flow.remove(&id);
-            self.streams.wait.send.insert(id);
-        }
+        let wait = &mut self.streams.wait;
+        wait.flow.retain(|id, then| {
+            let still = !all && transport.stream_capacity(*id) == Ok(*then);
+            if !still {
+                wait.send.insert(*id);
+            }
+            still
+        });
     }
 
     fn poll_h3(&mut self) {
