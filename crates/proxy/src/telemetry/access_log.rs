@@ -52,6 +52,13 @@ pub(crate) struct Ending<'a> {
     pub(crate) now: Instant,
 }
 
+/// Some access line would be written (a `log` target, or the tracing target enabled): else a request's
+/// end builds nothing, not even the clock reading of its last timing.
+pub(crate) fn wanted() -> bool {
+    super::log_ship::active()
+        || tracing::enabled!(target: super::log_buffer::ACCESS_TARGET, tracing::Level::INFO)
+}
+
 /// Writes one access line (`json`: as a JSON object): to the `log` targets when there are, else as a
 /// tracing event (target `qproxy::access`, level info) with the other log lines.
 pub(crate) fn log(info: &AccessFacts, end: &Ending<'_>, json: bool) {

@@ -94,6 +94,9 @@ impl Drop for InFlight {
             backend.traffic.end(f.status, bytes, response_time);
         }
         self.proxy.count_request(f.status, f.bytes_in, f.bytes_out);
+        if !access_log::wanted() {
+            return;
+        }
         let (why, at) = match &self.end {
             Some((why, at)) => (*why, &**at),
             None => (

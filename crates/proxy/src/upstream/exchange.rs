@@ -196,6 +196,11 @@ pub(crate) struct Exchange {
     reused: bool,
     /// Some request byte was written to the socket.
     wrote: bool,
+    /// A read-side event came since the last read that found the socket empty. The socket is
+    /// edge-triggered, so bytes that arrive later raise an event of their own: without one a read can only
+    /// return `WouldBlock` (a writable edge, the server acknowledging the request, came before each
+    /// response and cost a `recv` per request).
+    unread: bool,
     connect_deadline: Instant,
     server_timeout: Duration,
     last_activity: Instant,
@@ -262,6 +267,7 @@ impl Exchange {
             connected,
             reused: connected,
             wrote: false,
+            unread: false,
             connect_deadline: now + timeouts.connect,
             server_timeout: timeouts.server,
             last_activity: now,
@@ -398,9 +404,9 @@ impl Exchange {
                 Err(_) => return self.fail(conn, Termination::ConnectFailed),
             }
         }
+        self.unread |= readable;
         // Edge-triggered on both sides: keep moving request body until the client has nothing more now or
         // the backend socket is full, else no event would ever resume the upload.
-        let wrote_before = self.wrote;
         loop {
             let client_has_more = self.pull_upload(conn);
             match self.write_out(now) {
@@ -409,15 +415,8 @@ impl Exchange {
                 Err(why) => return self.fail(conn, why),
             }
         }
-        // Right after the request's first bytes went out, nothing can be waiting unless an event said
-        // so (every earlier arrival was read to WouldBlock): a read would only return WouldBlock, and the
-        // response's arrival raises an edge of its own.
-        let nothing_read = !self.head_sent && self.head_buf.is_empty();
-        let just_sent = !wrote_before && self.wrote && nothing_read && !readable;
-        if !just_sent {
-            if let Err(why) = self.read_backend(conn, now) {
-                return self.fail(conn, why);
-            }
+        if let Err(why) = self.read_backend(conn, now) {
+            return self.fail(conn, why);
         }
         if self.too_early {
             self.finished = true;
@@ -539,7 +538,7 @@ impl Exchange {
 
     fn read_backend(&mut self, conn: &mut Connection, now: Instant) -> Result<(), Termination> {
         loop {
-            if !self.flush_pending(conn)? || self.backend_done {
+            if !self.flush_pending(conn)? || self.backend_done || !self.unread {
                 return Ok(());
             }
             let read = SCRATCH.with_borrow_mut(|scratch| {
@@ -550,7 +549,10 @@ impl Exchange {
             });
             let buf = match read {
                 Ok(buf) => buf,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return Err(self.server_failure()),
             };

@@ -193,20 +193,14 @@ pub(crate) fn parse_response(
         ));
     }
     let http10 = resp.version == Some(0);
-    // The `connection` options, scanned again where needed rather than collected (no allocation).
     let fields = &*resp.headers;
-    let options = || {
-        fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|f| std::str::from_utf8(f.value).unwrap_or("").split(','))
-            .map(str::trim)
-    };
+    let options = ConnectionOptions::of(fields);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     for f in fields {
-        let value = std::str::from_utf8(f.value).unwrap_or("").trim();
+        let value = || std::str::from_utf8(f.value).unwrap_or("").trim();
         if f.name.eq_ignore_ascii_case("content-length") {
+            let value = value();
             let n = value
                 .parse::<u64>()
                 .map_err(|_| ResponseError::Malformed(format!("content-length '{value}'")))?;
@@ -215,6 +209,7 @@ pub(crate) fn parse_response(
             }
             content_length = Some(n);
         } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            let value = value();
             let last = value.rsplit(',').next().unwrap_or("").trim();
             if !last.eq_ignore_ascii_case("chunked") {
                 return Err(ResponseError::Malformed(format!("transfer-encoding '{value}'")));
@@ -228,7 +223,7 @@ pub(crate) fn parse_response(
         // `host` is hop-by-hop for requests only.
         let hop =
             HOP_BY_HOP.iter().any(|h| f.name.eq_ignore_ascii_case(h)) && !f.name.eq_ignore_ascii_case("host");
-        if hop || options().any(|t| t.eq_ignore_ascii_case(f.name)) {
+        if hop || options.lists(fields, f.name) {
             continue;
         }
         head.push(f.name.as_bytes(), f.value);
@@ -243,9 +238,7 @@ pub(crate) fn parse_response(
     } else {
         BodyFraming::UntilClose
     };
-    let keep_alive = !options().any(|t| t.eq_ignore_ascii_case("close"))
-        && (!http10 || options().any(|t| t.eq_ignore_ascii_case("keep-alive")))
-        && framing != BodyFraming::UntilClose;
+    let keep_alive = !options.close && (!http10 || options.keep_alive) && framing != BodyFraming::UntilClose;
     Ok(Some((
         ResponseHead {
             head,
@@ -254,6 +247,52 @@ pub(crate) fn parse_response(
         },
         len,
     )))
+}
+
+/// The options of a response's `connection` fields (RFC 9110, 7.6.1), scanned once: most servers send
+/// only `keep-alive` or `close`, and then no field needs the list searched again.
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+    /// Some other option: it names a field to drop, found by [`ConnectionOptions::lists`].
+    others: bool,
+}
+
+impl ConnectionOptions {
+    fn of(fields: &[httparse::Header<'_>]) -> Self {
+        let mut options = ConnectionOptions {
+            close: false,
+            keep_alive: false,
+            others: false,
+        };
+        for option in Self::iter(fields) {
+            if option.eq_ignore_ascii_case("close") {
+                options.close = true;
+            } else if option.eq_ignore_ascii_case("keep-alive") {
+                options.keep_alive = true;
+            } else if !option.is_empty() {
+                options.others = true;
+            }
+        }
+        options
+    }
+
+    fn iter<'a>(fields: &'a [httparse::Header<'a>]) -> impl Iterator<Item = &'a str> + 'a {
+        fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|f| std::str::from_utf8(f.value).unwrap_or("").split(','))
+            .map(str::trim)
+    }
+
+    /// The field `name` is one of the options (so hop-by-hop).
+    fn lists(&self, fields: &[httparse::Header<'_>], name: &str) -> bool {
+        if self.others {
+            return Self::iter(fields).any(|t| t.eq_ignore_ascii_case(name));
+        }
+        (self.close && name.eq_ignore_ascii_case("close"))
+            || (self.keep_alive && name.eq_ignore_ascii_case("keep-alive"))
+    }
 }
 
 /// Incremental decoder of a chunked body.
@@ -495,6 +534,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        // Only `close` or `keep-alive` listed: a field of that name is still the option's, not the client's.
+        let raw = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n";
+        let (h, _) = parse_response(raw, "GET").unwrap().unwrap();
+        assert!(
+            h.keep_alive,
+            "an HTTP/1.0 server that says keep-alive keeps the connection"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Close\r\nClose: x\r\nX-A: 1\r\n\r\n";
+        let (h, _) = parse_response(raw, "GET").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let names: Vec<&[u8]> = h.head.fields().map(|(name, _)| name).collect();
+        assert_eq!(names, vec![&b"content-length"[..], b"x-a"]);
         let (h, _) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", "HEAD")
             .unwrap()
             .unwrap();

@@ -41,6 +41,7 @@ impl Worker {
             }
         }
         // Bounded by what is there now: the others keep posting while this worker works.
+        let now = Instant::now();
         for _ in 0..self.inbox.datagrams.len() {
             let Ok(HandedOff {
                 listener,
@@ -50,7 +51,7 @@ impl Worker {
             else {
                 break;
             };
-            self.on_datagram(listener, &mut bytes, peer);
+            self.on_datagram(listener, &mut bytes, peer, now);
         }
         None
     }

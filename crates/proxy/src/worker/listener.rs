@@ -179,11 +179,13 @@ impl Worker {
             };
             match listener.io.recv(rx, &self.proxy) {
                 Ok(n) => {
+                    // One clock read for the batch: it arrived at once.
+                    let now = Instant::now();
                     for b in 0..n {
                         let (data, stride, peer) = rx.received(b);
                         for datagram in data.chunks_mut(stride) {
                             self.proxy.udp_datagrams_received.fetch_add(1, Relaxed);
-                            self.on_datagram(i, datagram, peer);
+                            self.on_datagram(i, datagram, peer, now);
                         }
                     }
                     // Fewer messages than buffers: the queue was empty, and the next datagram to arrive
@@ -203,8 +205,13 @@ impl Worker {
         }
     }
 
-    pub(super) fn on_datagram(&mut self, listener: usize, datagram: &mut [u8], peer: SocketAddr) {
-        let now = Instant::now();
+    pub(super) fn on_datagram(
+        &mut self,
+        listener: usize,
+        datagram: &mut [u8],
+        peer: SocketAddr,
+        now: Instant,
+    ) {
         let local = self.listeners[listener].local;
         let index = match self.router.route(datagram) {
             CidRoute::Owner(index) => index,

@@ -296,7 +296,10 @@ impl Worker {
                     self.progress_exchange(ex, readable);
                 }
             }
-            Owner::Pool => self.pool.on_event(fd as RawFd),
+            // A writable edge (the server acknowledged our last bytes) says nothing about a close: only
+            // a read-side or error event is worth a `peek`.
+            Owner::Pool if readable => self.pool.on_event(fd as RawFd),
+            Owner::Pool => {}
             Owner::None => {}
         }
     }
