@@ -440,6 +440,12 @@ impl Exchange {
         Step::Continue
     }
 
+    /// A writable edge can move it: the connect is pending or request bytes wait for room. Otherwise
+    /// the edge only says the server acknowledged what it got (one per request), and nothing is to do.
+    pub(crate) fn awaits_writable(&self) -> bool {
+        !self.connected || self.out_len > 0
+    }
+
     fn reusable(&self) -> bool {
         self.keep_alive && self.client_done && self.out_len == 0 && self.head_buf.is_empty()
     }

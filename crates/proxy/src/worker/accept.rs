@@ -168,6 +168,7 @@ impl Worker {
             awaiting_handshake: Vec::new(),
             paced: None,
             dirty: false,
+            timer: None,
         });
         debug_assert_eq!(slot, index, "the slab filled another slot than its vacant key");
         self.router.insert(dcid, index);

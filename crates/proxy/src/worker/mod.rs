@@ -247,7 +247,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout = self.next_deadline(now).map(|t| t.saturating_duration_since(now));
+            let timeout = self.next_deadline().map(|t| t.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -302,12 +302,9 @@ impl Worker {
         self.slots.is_empty() && self.exchanges.is_empty()
     }
 
-    fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let conns = self.slots.iter().filter_map(|(_, s)| s.conn.poll_timeout(now));
-        let paced = self
-            .slots
-            .iter()
-            .filter_map(|(_, s)| s.paced.as_ref().map(|p| p.sendable_at()));
+    fn next_deadline(&self) -> Option<Instant> {
+        self.slots.check_timers();
+        let conns = self.slots.next_deadline();
         let exchanges = self.exchanges.iter().filter_map(|(_, r)| r.exchange.deadline());
         let stop = match self.run {
             Run::Draining { hard_stop } => hard_stop,
@@ -317,7 +314,7 @@ impl Worker {
             .trim
             .deadline(self.is_idle(), self.config.global.memory_trimming);
         conns
-            .chain(paced)
+            .into_iter()
             .chain(exchanges)
             .chain(self.queue_deadline())
             .chain(stop)

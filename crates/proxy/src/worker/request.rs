@@ -288,11 +288,8 @@ impl Worker {
         match self.owners.get(fd) {
             Owner::Exchange(ex) => {
                 // A stale event (queued before the socket changed hands) may name a reused index.
-                let current = self
-                    .exchanges
-                    .get(ex)
-                    .is_some_and(|r| r.exchange.fd() as usize == fd);
-                if current {
+                let current = self.exchanges.get(ex).filter(|r| r.exchange.fd() as usize == fd);
+                if current.is_some_and(|r| readable || r.exchange.awaits_writable()) {
                     self.progress_exchange(ex, readable);
                 }
             }
