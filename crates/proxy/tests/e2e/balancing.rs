@@ -350,8 +350,9 @@ fn maxconn_queues_requests_and_timeout_queue_answers_503() {
     assert_eq!(statuses, vec![200, 503, 503, 503], "{}", seen.output);
     let m = proxy.metrics();
     assert_eq!(m["qproxy_backend_current_queue{proxy=\"app\"}"], 0);
-    let log = proxy.log();
-    let queued_out = log.lines().filter(|l| l.trim_end().ends_with(" sQ")).count();
+    let queued = |log: &str| log.lines().filter(|l| l.trim_end().ends_with(" sQ")).count();
+    let log = proxy.log_when(|l| queued(l) >= 3);
+    let queued_out = queued(&log);
     assert_eq!(queued_out, 3, "queue timeouts are logged as sQ:\n{log}");
     proxy.assert_gauges_return_to_zero();
 }

@@ -48,7 +48,8 @@ fn forged_datagrams_with_a_live_connection_id_do_not_change_the_forwarded_addres
     for head in &heads {
         assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
     }
-    let log = proxy.log();
+    let access_lines = |log: &str| log.lines().filter(|l| l.contains("qproxy::access")).count();
+    let log = proxy.log_when(|l| access_lines(l) >= 32);
     let access: Vec<&str> = log.lines().filter(|l| l.contains("qproxy::access")).collect();
     assert_eq!(access.len(), 32, "{}", access.join("\n"));
     for line in access {
@@ -69,7 +70,10 @@ fn a_client_that_moved_is_known_by_its_new_address_once_quiche_validated_it() {
     for a in &reports[0].answers {
         assert_eq!((a.status, &a.error), (Some(200), &None));
     }
-    let log = proxy.log();
+    let log = proxy.log_when(|l| {
+        l.lines()
+            .any(|line| line.contains("qproxy::access") && line.contains("/moved"))
+    });
     let client_of = |path: &str| {
         let line = log
             .lines()

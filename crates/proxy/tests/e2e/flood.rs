@@ -96,8 +96,12 @@ struct Served {
 fn normal_client(options: &Options, attack_over: &AtomicBool) -> Served {
     let want = origin_bytes(4096);
     let mut served = Served::default();
-    // At least ten fetches, and on until the attack is over.
-    while served.ok + served.failed.len() < 10 || !attack_over.load(Relaxed) {
+    // At least ten fetches, and on until the attack is over (or a minute: an attacker thread that
+    // panicked never says it is over, and the scope would wait for this one forever).
+    let began = Instant::now();
+    while (served.ok + served.failed.len() < 10 || !attack_over.load(Relaxed))
+        && began.elapsed() < Duration::from_secs(60)
+    {
         let start = Instant::now();
         match run(options, &[Request::get("/bytes/4096")]) {
             Ok(reports) => {

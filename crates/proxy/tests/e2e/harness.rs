@@ -146,6 +146,19 @@ impl Proxy {
         std::fs::read_to_string(self.dir.join("qproxy.log")).unwrap_or_default()
     }
 
+    /// The log once `done` holds for it, or after 5 s: an access line is written after its response
+    /// went out, so a client may see the answer before the line is there.
+    pub fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if done(&log) || start.elapsed() > Duration::from_secs(5) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// One GET on the stats listener; the body of a 200.
     pub fn stats_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.stats)).ok()?;
@@ -197,6 +210,19 @@ impl Proxy {
 
     pub fn metrics(&self) -> HashMap<String, u64> {
         self.try_metrics().expect("metrics answer")
+    }
+
+    /// The metrics once `done` holds for them, or after 5 s: a counter is counted after the datagram
+    /// or response it counts went out.
+    pub fn metrics_when(&self, done: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics();
+            if done(&m) || start.elapsed() > Duration::from_secs(5) {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until every live-object gauge is zero (idle keep-alive sockets are not live objects).
@@ -278,6 +304,8 @@ pub fn hold_connections(
         .map(|_| {
             let mut held = options.clone();
             held.pause_between = Some(pause);
+            // Its timeout bounds the whole connection, pause included.
+            held.timeout = held.timeout.max(pause + Duration::from_secs(10));
             std::thread::spawn(move || {
                 h3_client::run(&held, &[Request::get("/bytes/10"), Request::get("/bytes/10")])
             })

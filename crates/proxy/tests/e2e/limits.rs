@@ -125,7 +125,9 @@ fn handshakes_in_progress_above_the_threshold_turn_retry_on_until_they_end() {
         "below the threshold: no Retry"
     );
     for holder in holders {
-        assert!(holder.join().unwrap().is_ok());
+        if let Err(e) = holder.join().unwrap() {
+            panic!("a held connection failed: {e:#}\n{}", proxy.log());
+        }
     }
     proxy.assert_gauges_return_to_zero();
     // Two handshakes in progress (over both workers: the count is the bind's).

@@ -89,7 +89,11 @@ fn a_refused_backend_gives_503() {
     let proxy = Proxy::start(&format!("    server gone {closed}\n"), "");
     let seen = gtlsclient(proxy.port, &[], &[proxy.url("/")]);
     assert_eq!(seen.statuses, vec![503], "{}", seen.output);
-    assert!(proxy.metrics()["qproxy_backend_connect_errors_total"] >= 1 || proxy.log().contains(" SC"));
+    let m = proxy.metrics_when(|m| m["qproxy_backend_connect_errors_total"] >= 1);
+    assert!(
+        m["qproxy_backend_connect_errors_total"] >= 1
+            || proxy.log_when(|l| l.contains(" SC")).contains(" SC")
+    );
     proxy.assert_gauges_return_to_zero();
 }
 
@@ -124,7 +128,8 @@ fn a_backend_that_never_answers_gives_504_after_timeout_server() {
     let proxy = Proxy::start(&format!("    server slow {silent}\n"), "");
     let seen = gtlsclient(proxy.port, &[], &[proxy.url("/")]);
     assert_eq!(seen.statuses, vec![504], "{}", seen.output);
-    assert!(proxy.log().contains(" sH"), "termination state in the access log");
+    let log = proxy.log_when(|l| l.contains(" sH"));
+    assert!(log.contains(" sH"), "termination state in the access log: {log}");
     proxy.assert_gauges_return_to_zero();
 }
 

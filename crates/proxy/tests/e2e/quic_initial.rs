@@ -120,7 +120,9 @@ fn src_conn_cur_limits_the_connections_of_one_address() {
         "a third connection from 127.0.0.1 was accepted"
     );
     for holder in holders {
-        assert!(holder.join().unwrap().is_ok());
+        if let Err(e) = holder.join().unwrap() {
+            panic!("a held connection failed: {e:#}\n{}", proxy.log());
+        }
     }
     proxy.assert_gauges_return_to_zero();
     assert!(served(&options), "the address's count came back down");

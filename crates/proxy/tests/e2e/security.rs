@@ -306,11 +306,9 @@ fn too_many_fields_get_431_and_an_oversized_section_closes_with_excessive_load()
         heads.iter().all(|h| !h.contains("/six")) && heads.iter().any(|h| h.contains("/five")),
         "{heads:?}"
     );
-    assert!(
-        proxy.log().contains("\"GET localhost /six\" 431 ") && proxy.log().contains(" PR"),
-        "{}",
-        proxy.log()
-    );
+    let refused = |log: &str| log.contains("\"GET localhost /six\" 431 ") && log.contains(" PR");
+    let log = proxy.log_when(refused);
+    assert!(refused(&log), "{log}");
 
     let big = "a".repeat(4096);
     let results = send_raw(&proxy, &[request("localhost", "/big", &[("x-big", &big)])]);
