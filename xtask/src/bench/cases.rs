@@ -54,10 +54,15 @@ pub(crate) struct Case {
     pub(crate) needs_gtls: bool,
 }
 
-pub(crate) const CASES: [Case; 7] = [
+pub(crate) const CASES: [Case; 8] = [
     Case {
         key: "get1k",
         title: "1 KiB GET (h3load)",
+        needs_gtls: false,
+    },
+    Case {
+        key: "get1k_idle",
+        title: "1 KiB GET beside idle connections",
         needs_gtls: false,
     },
     Case {
@@ -156,6 +161,7 @@ pub(crate) fn run(case: &str, ctx: &Ctx<'_>) -> Result<Outcome> {
         .context("warm-up request")?;
     match case {
         "get1k" => get1k(ctx),
+        "get1k_idle" => get1k_idle(ctx),
         "get1k_gtls" => get1k_gtls(ctx),
         "latency" => latency(ctx),
         "get100m" => get100m(ctx),
@@ -168,6 +174,34 @@ pub(crate) fn run(case: &str, ctx: &Ctx<'_>) -> Result<Outcome> {
 
 /// 4 connections × 16 streams of 1 KiB GETs for the load time: req/s, proxy CPU per request.
 fn get1k(ctx: &Ctx<'_>) -> Result<Outcome> {
+    let (rps, cpu, mut outcome) = load_1k(ctx)?;
+    outcome.values = vec![("rps_1k", rps), ("cpu_1k", cpu)];
+    Ok(outcome)
+}
+
+/// The 1 KiB load while the idle case's N connections stay open beside it, as browsers keep theirs:
+/// what each open connection adds to the cost of serving the busy ones.
+fn get1k_idle(ctx: &Ctx<'_>) -> Result<Outcome> {
+    let n = ctx.sizes.idle_conns;
+    let limit = Duration::from_secs(90);
+    let mut hold = ctx
+        .target
+        .hold(&args(&["-c", &n.to_string(), "-m", "0", "/1k"]), limit)?;
+    let open = num(&hold.next(limit)?, "connections");
+    let measured = load_1k(ctx);
+    hold.step()?;
+    let _ = hold.next(Duration::from_secs(20));
+    let (rps, cpu, mut outcome) = measured?;
+    if open < n as f64 {
+        bail!("{open} of {n} idle connections opened");
+    }
+    outcome.values = vec![("rps_1k_idle", rps), ("cpu_1k_idle", cpu)];
+    outcome.note = format!("{open} idle connections, {}", outcome.note);
+    Ok(outcome)
+}
+
+/// The 1 KiB h3load run: req/s, CPU µs per request, and its errors and note.
+fn load_1k(ctx: &Ctx<'_>) -> Result<(f64, f64, Outcome)> {
     let secs = ctx.sizes.load_secs.to_string();
     let a = args(&["-c", "4", "-m", "16", "-d", &secs, "--threads", "2", "/1k"]);
     let limit = Duration::from_secs_f64(ctx.sizes.load_secs + 30.0);
@@ -176,11 +210,12 @@ fn get1k(ctx: &Ctx<'_>) -> Result<Outcome> {
     if requests == 0.0 {
         bail!("no request completed: {v}");
     }
-    Ok(Outcome {
-        values: vec![("rps_1k", num(&v, "req_per_s")), ("cpu_1k", cpu / requests)],
+    let outcome = Outcome {
+        values: Vec::new(),
         errors: num(&v, "errors") as u64,
         note: format!("{requests} requests, p50 {} µs{spread}", num(&v, "p50_us")),
-    })
+    };
+    Ok((num(&v, "req_per_s"), cpu / requests, outcome))
 }
 
 /// 4 gtlsclients × N 1 KiB GETs each, as ../shared/peers/README.md measured: req/s, CPU per request.

@@ -20,9 +20,16 @@ const fn m(key: &'static str, label: &'static str, unit: &'static str, up: bool)
     }
 }
 
-pub(crate) const METRICS: [Metric; 12] = [
+pub(crate) const METRICS: [Metric; 14] = [
     m("rps_1k", "1 KiB GET, h3load 4 conn x 16 streams", "req/s", true),
     m("cpu_1k", "proxy CPU per 1 KiB request (h3load)", "µs", false),
+    m(
+        "rps_1k_idle",
+        "1 KiB GET, the same beside N idle conns",
+        "req/s",
+        true,
+    ),
+    m("cpu_1k_idle", "proxy CPU per 1 KiB request, N idle", "µs", false),
     m(
         "rps_1k_gtls",
         "1 KiB GET, 4 gtlsclient x N requests",
