@@ -373,11 +373,16 @@ impl Connection {
                 };
                 if let Some(code) = stream.peer_reset_code(&mut self.transport) {
                     let unanswered = !stream.response_started();
-                    stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
                     if unanswered {
                         self.glitch("request reset before its response");
                     }
+                    return;
+                }
+                if stream.rx_blocked() {
+                    // Body we never read went with a RESET_STREAM after the FIN: a truncated request,
+                    // never one that ended (without content-length nothing else would tell).
+                    self.fail_stream(id, StreamError::Gone);
                     return;
                 }
                 match stream.on_remote_fin() {
@@ -388,7 +393,6 @@ impl Connection {
             h3::Event::Reset(code) => {
                 if let Some(stream) = self.streams.get_mut(id) {
                     let unanswered = !stream.response_started();
-                    stream.on_peer_reset();
                     self.end_stream(id, Some(AbortCause::PeerReset(code)), codes::H3_REQUEST_CANCELLED);
                     if unanswered {
                         self.glitch("request reset before its response");

@@ -172,7 +172,8 @@ impl Stream {
             let room = self.rx.room();
             if room == 0 {
                 // The transport may hold more: wait until the upper side drains us ("demux blocked").
-                self.rx_blocked = true;
+                // Not when it holds nothing more, so that "blocked" means body left in the transport.
+                self.rx_blocked = !conn.stream_finished(self.id);
                 return Ok(got);
             }
             let want = room.min(READ_CHUNK);
@@ -200,7 +201,9 @@ impl Stream {
         self.rx_blocked && self.rx.room() > 0
     }
 
-    /// True when the Rx side was blocked by a full buffer.
+    /// True when the Rx side was blocked by a full buffer with body left in the transport. The transport
+    /// reporting the end now means that body is gone: quiche 0.30 drops the unread bytes of a stream
+    /// reset after its FIN and reports a clean end.
     pub fn rx_blocked(&self) -> bool {
         self.rx_blocked
     }
@@ -392,10 +395,6 @@ impl Stream {
     }
 
     /// The peer reset the request (RESET_STREAM): the stream is aborted.
-    pub fn on_peer_reset(&mut self) {
-        self.state = State::Reset;
-    }
-
     /// Aborts the stream: RESET_STREAM unless the response is complete, STOP_SENDING unless the request is.
     /// Idempotent.
     pub fn abort(&mut self, conn: &mut Transport, code: u64) {
@@ -415,9 +414,6 @@ impl Stream {
     #[must_use = "the released descriptor belongs in the connection's descriptor table"]
     pub fn release(mut self) -> (ReleasedDesc, Option<u64>) {
         let desc = self.desc.take().expect("a stream is released once").release();
-        if !matches!(self.state, State::Reset) {
-            self.state = State::Closed;
-        }
         (desc, self.upper)
     }
 }
