@@ -149,14 +149,7 @@ impl Proxy {
     /// The log once `done` holds for it, or after 5 s: an access line is written after its response
     /// went out, so a client may see the answer before the line is there.
     pub fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let log = self.log();
-            if done(&log) || start.elapsed() > Duration::from_secs(5) {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(|| self.log(), |log| done(log))
     }
 
     /// One GET on the stats listener; the body of a 200.
@@ -215,14 +208,7 @@ impl Proxy {
     /// The metrics once `done` holds for them, or after 5 s: a counter is counted after the datagram
     /// or response it counts went out.
     pub fn metrics_when(&self, done: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
-        let start = Instant::now();
-        loop {
-            let m = self.metrics();
-            if done(&m) || start.elapsed() > Duration::from_secs(5) {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(|| self.metrics(), done)
     }
 
     /// Waits until every live-object gauge is zero (idle keep-alive sockets are not live objects).
@@ -317,6 +303,18 @@ pub fn hold_connections(
         std::thread::sleep(Duration::from_millis(20));
     }
     holders
+}
+
+/// What `read` gives once `done` holds for it, or after 5 s.
+fn eventually<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let start = Instant::now();
+    loop {
+        let value = read();
+        if done(&value) || start.elapsed() > Duration::from_secs(5) {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// qproxy on `dir/qproxy.cfg`, logging to `dir/qproxy.log` (appended to: a restart keeps the first log).
