@@ -243,8 +243,9 @@ fn scenario_07_flow_control_frames_queued_when_the_connection_is_released() {
     ));
     pair.release_server();
     assert!(pair.run_to_end());
+    // The released stream's RESET_STREAM and STOP_SENDING went out before CONNECTION_CLOSE.
     let r = pair.response(id);
-    assert!(r.reset.is_some() || r.upload_stopped.is_some(), "{r:?}");
+    assert!(r.reset.is_some() && r.upload_stopped.is_some(), "{r:?}");
     pair.assert_idle();
 }
 
@@ -264,7 +265,13 @@ fn scenario_08_stream_freed_before_its_request_was_complete() {
     assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() == vec![400])));
     pair.release_server();
     assert!(pair.run_to_end());
+    // The upper side's abort ended both directions: RESET_STREAM for the response, STOP_SENDING for
+    // the incomplete request.
     assert_eq!(pair.response(id).reset, Some(codes::H3_REQUEST_CANCELLED));
+    assert_eq!(
+        pair.response(id).upload_stopped,
+        Some(codes::H3_REQUEST_CANCELLED)
+    );
     pair.assert_idle();
 }
 
