@@ -144,6 +144,11 @@ impl Net {
         }
     }
 
+    /// Nothing is in flight either way.
+    pub fn is_idle(&self) -> bool {
+        self.to_server.is_empty() && self.to_client.is_empty()
+    }
+
     /// Takes every queued datagram of one direction (to deliver in a chosen order).
     pub fn take(&mut self, dir: Dir) -> Vec<Vec<u8>> {
         match dir {
@@ -432,6 +437,13 @@ pub struct ClientState {
     pub goaway: bool,
     /// Stop reading response bodies (the client's receive windows fill up).
     pub dont_read: bool,
+}
+
+impl ClientState {
+    /// Body of `id` is still to be written.
+    pub fn uploading(&self, id: u64) -> bool {
+        self.uploads.contains_key(&id)
+    }
 }
 
 // ---------------------------------------------------------------- the pair
@@ -937,6 +949,24 @@ impl Pair {
         progress
     }
 
+    /// Sends everything the client has and hands it to the server at once, the server answering
+    /// nothing yet (its next `poll_transmit` is the next `step`'s). Returns the datagrams sent.
+    pub fn client_flight_to_server(&mut self) -> usize {
+        let mut sent = 0;
+        while let Ok((n, _)) = self.client.send(&mut self.buf) {
+            let d = self.buf[..n].to_vec();
+            self.server_recv(d);
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The bytes the client may still write on `id` (the smaller of the stream's and the
+    /// connection's credit); `None` once the stream is gone or stopped.
+    pub fn client_credit(&mut self, id: u64) -> Option<usize> {
+        self.client.stream_capacity(id).ok()
+    }
+
     /// Waits for the next timer: qcc's own timers by jumping the virtual clock, quiche's by sleeping.
     /// Returns false when no timer is due within `max_sleep`.
     fn advance(&mut self, max_sleep: Duration) -> bool {
@@ -978,12 +1008,17 @@ impl Pair {
     }
 
     /// Drives both sides until `done` holds. Bounded: 2,000,000 rounds or 30 s of real time.
-    pub fn run_until(&mut self, done: impl FnMut(&Pair) -> bool) -> bool {
+    pub fn run_until(&mut self, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        self.run_within(|p| done(p), Duration::from_secs(5))
+    }
+
+    /// `run_until` for a condition that needs the pair mutably (quiche's `stream_capacity` does).
+    pub fn run_until_mut(&mut self, done: impl FnMut(&mut Pair) -> bool) -> bool {
         self.run_within(done, Duration::from_secs(5))
     }
 
     /// `run_until`, sleeping over timers at most `horizon` away.
-    fn run_within(&mut self, mut done: impl FnMut(&Pair) -> bool, horizon: Duration) -> bool {
+    fn run_within(&mut self, mut done: impl FnMut(&mut Pair) -> bool, horizon: Duration) -> bool {
         let start = Instant::now();
         for _ in 0..2_000_000 {
             if done(self) {

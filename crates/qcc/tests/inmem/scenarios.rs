@@ -227,20 +227,44 @@ fn scenario_06_stop_sending_on_the_control_stream_then_goaway() {
 
 #[test]
 fn scenario_07_flow_control_frames_queued_when_the_connection_is_released() {
+    // Windows of 4 KiB: the client's whole flight fits in quiche's initial congestion window, so
+    // credit alone holds it back.
+    const WINDOW: u64 = 4 * 1024;
     let mut pair = Pair::established(setup_with(|s| {
-        s.params.initial_max_data = 128 * 1024;
-        s.params.initial_max_stream_data = 128 * 1024;
+        s.params.initial_max_data = WINDOW;
+        s.params.initial_max_stream_data = WINDOW;
     }));
-    let id = pair.request("POST", "/sink", Some(vec![1; 2 * 1024 * 1024]));
-    // Stop right after the server read past half its windows: MAX_DATA / MAX_STREAM_DATA are queued.
-    assert!(pair.run_until(
-        |p| p.live().is_some_and(|_| true) && p.app.requests.len() == 1 && {
-            let Some(ServerConn::Live(c)) = &p.server else {
-                return false;
-            };
-            c.transport().stats().recv_bytes > 300 * 1024
-        }
-    ));
+    let id = pair.request("POST", "/sink", Some(vec![1; 256 * 1024]));
+    // Run until the client's credit is spent (a DATA frame header no longer fits), body left, nothing
+    // in flight; then hand the server the client's last flight without letting it answer.
+    assert!(pair.run_until_mut(|p| {
+        p.app.requests.len() == 1
+            && p.client_state.uploading(id)
+            && p.client_credit(id).is_some_and(|c| c < 16)
+            && p.net.is_idle()
+    }));
+    pair.client_flight_to_server();
+    // The precondition, from what both sides show: the client has sent all it wrote (a second flight
+    // is empty, and not for want of congestion window) and has under 16 bytes of credit left; the
+    // server has read everything that arrived and sent nothing since, so the credit it has granted
+    // exceeds what it consumed by those few bytes, under half its window. quiche (as RFC 9000 4.2
+    // suggests) then owes the client MAX_DATA or MAX_STREAM_DATA, queued for its next packet: the
+    // release comes first.
+    assert_eq!(pair.client_flight_to_server(), 0, "the client had more to send");
+    let stats = pair.client.stats();
+    let in_flight = stats.sent_bytes - stats.acked_bytes - stats.lost_bytes;
+    let cwnd = pair.client.path_stats().next().unwrap().cwnd as u64;
+    assert!(
+        in_flight + 1500 < cwnd,
+        "congestion-limited: {in_flight} in flight, cwnd {cwnd}"
+    );
+    assert!(pair.client_credit(id).is_some_and(|c| c < 16));
+    assert!(pair.net.is_idle());
+    assert_eq!(
+        pair.live().unwrap().transport().readable().len(),
+        0,
+        "unread bytes in the server's transport"
+    );
     pair.release_server();
     assert!(pair.run_to_end());
     // The released stream's RESET_STREAM and STOP_SENDING went out before CONNECTION_CLOSE.
