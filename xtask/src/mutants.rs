@@ -6,7 +6,11 @@
 //! - `worker`: the worker's release and dispatch functions, with qproxy's unit and end-to-end tests.
 //!
 //! It runs in place (the build in `target/` is reused, so the tree must not change while it runs) and
-//! writes cargo-mutants' output to `target/mutants/SCOPE`. The report gives caught, missed, unviable and
+//! writes cargo-mutants' output to `target/mutants/SCOPE`. Tests run under cargo-nextest, which stops
+//! a mutant's run at its first failing test (`--max-fail 1:immediate`): a caught mutant costs seconds,
+//! not the whole suite, and a hang in one test does not hold the others. cargo-mutants' own baseline
+//! would build and test the mutated package alone (another feature set, so another quiche build); the
+//! xtask runs the scope's tests unmutated itself and skips it. The report gives caught, missed, unviable and
 //! timed-out mutants per scope, and lists the missed ones in functions `docs/release-order.md` names.
 
 use std::path::Path;
@@ -21,8 +25,8 @@ struct Scope {
     mutate: &'static [&'static str],
     /// The packages whose tests run against each mutant.
     tests: &'static [&'static str],
-    /// Seconds a mutant's tests may take. cargo-mutants would derive it from a baseline that runs the
-    /// mutated package's tests only, far fewer than `tests`.
+    /// Seconds a mutant's tests may take. cargo-mutants would derive it from its baseline, which is
+    /// skipped (see above).
     timeout: &'static str,
 }
 
@@ -31,19 +35,19 @@ const SCOPES: [Scope; 4] = [
         name: "qc-stream",
         mutate: &["--package", "qc-stream"],
         tests: &["qc-stream", "qcc"],
-        timeout: "60",
+        timeout: "45",
     },
     Scope {
         name: "qcs",
         mutate: &["--package", "qcs"],
         tests: &["qcs", "qcc"],
-        timeout: "60",
+        timeout: "45",
     },
     Scope {
         name: "qcc",
         mutate: &["--package", "qcc"],
         tests: &["qcc"],
-        timeout: "60",
+        timeout: "45",
     },
     Scope {
         name: "worker",
@@ -86,18 +90,20 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
             ),
         }
     }
-    let installed = Command::new("cargo")
-        .args(["mutants", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        println!("installing cargo-mutants from crates.io");
-        let ok = Command::new("cargo")
-            .args(["install", "cargo-mutants", "--locked"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            bail!("could not install cargo-mutants; run 'cargo install cargo-mutants --locked' by hand");
+    for (tool, krate) in [("mutants", "cargo-mutants"), ("nextest", "cargo-nextest")] {
+        let installed = Command::new("cargo")
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            println!("installing {krate} from crates.io");
+            let ok = Command::new("cargo")
+                .args(["install", krate, "--locked"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                bail!("could not install {krate}; run 'cargo install {krate} --locked' by hand");
+            }
         }
     }
     let named = release_order_names(root)?;
@@ -109,12 +115,27 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
         let out = root.join("target/mutants").join(scope.name);
         std::fs::create_dir_all(&out)?;
         println!("mutants: {} (tests of {})", scope.name, scope.tests.join(", "));
+        let listing = extra.iter().any(|a| a == "--list");
+        if !listing {
+            let mut baseline = Command::new("cargo");
+            baseline.current_dir(root).args(["nextest", "run"]);
+            for t in scope.tests {
+                baseline.args(["--package", t]);
+            }
+            if !baseline.status().context("running the unmutated tests")?.success() {
+                bail!("{}: the tests fail without a mutant; fix them first", scope.name);
+            }
+        }
         let mut cmd = Command::new("cargo");
         cmd.current_dir(root)
             .args([
                 "mutants",
                 "--in-place",
                 "--no-shuffle",
+                "--baseline",
+                "skip",
+                "--test-tool",
+                "nextest",
                 "--timeout",
                 scope.timeout,
                 "--output",
@@ -125,9 +146,10 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
         for t in scope.tests {
             cmd.args(["--test-package", t]);
         }
+        cmd.args(["--", "--max-fail", "1:immediate"]);
         // cargo-mutants exits non-zero when a mutant is missed: the report says which.
         let status = cmd.status().context("running cargo mutants")?;
-        if extra.iter().any(|a| a == "--list") {
+        if listing {
             continue;
         }
         let outcomes = out.join("mutants.out/outcomes.json");
