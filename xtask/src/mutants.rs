@@ -75,7 +75,7 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
                 }
                 only.push(SCOPES.iter().find(|s| s.name == value).unwrap().name);
             }
-            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--exclude-re REGEX`, `--file PATH`, `--list`.
+            // Passed to cargo-mutants as they are: `--shard K/N`, `--re REGEX`, `--exclude-re REGEX`, `--file PATH`, `--list`, `--iterate`.
             "--shard" | "--re" | "--exclude-re" | "--file" => {
                 extra.push(flag.clone());
                 extra.push(
@@ -84,9 +84,11 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
                         .clone(),
                 );
             }
-            "--list" => extra.push(flag.clone()),
+            // `--iterate` skips the mutants an earlier run (its output in target/mutants/SCOPE) caught
+            // or found unviable.
+            "--list" | "--iterate" => extra.push(flag.clone()),
             other => bail!(
-                "unknown mutants option {other}; expected --scope NAME, --shard K/N, --re REGEX, --file PATH or --list"
+                "unknown mutants option {other}; expected --scope NAME, --shard K/N, --re REGEX, --exclude-re REGEX, --file PATH, --list or --iterate"
             ),
         }
     }
