@@ -124,7 +124,11 @@ pub(crate) fn mutants(root: &Path, args: &[String]) -> Result<()> {
             for t in scope.tests {
                 baseline.args(["--package", t]);
             }
-            if !baseline.status().context("running the unmutated tests")?.success() {
+            if !baseline
+                .status()
+                .context("running the unmutated tests")?
+                .success()
+            {
                 bail!("{}: the tests fail without a mutant; fix them first", scope.name);
             }
         }

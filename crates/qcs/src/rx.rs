@@ -63,4 +63,14 @@ mod tests {
         assert_eq!(rx.take(100).unwrap(), "world");
         assert!(rx.take(1).is_none() && rx.is_empty());
     }
+
+    #[test]
+    fn a_take_of_exactly_the_front_chunk_leaves_no_empty_chunk_behind() {
+        let mut rx = RxBuf::new(10);
+        rx.push(Bytes::from_static(b"abc"));
+        rx.push(Bytes::from_static(b"de"));
+        assert_eq!(rx.take(3).unwrap(), "abc");
+        assert_eq!(rx.take(10).unwrap(), "de");
+        assert!(rx.take(10).is_none());
+    }
 }

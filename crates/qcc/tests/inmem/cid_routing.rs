@@ -40,6 +40,8 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
     }
     let mut buf = vec![0; 65535];
     let mut routed = [0usize; 2];
+    // Each client's latest datagram, to route again once the other connection is gone.
+    let mut last = [Vec::new(), Vec::new()];
     let mut lost_first_flight = false;
     for _round in 0..200 {
         for (c, (client, addr)) in clients.iter_mut().enumerate() {
@@ -75,6 +77,7 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
                 };
                 assert_eq!(owner, c, "a datagram of client {c} was routed to worker {owner}");
                 routed[c] += 1;
+                last[c] = dgram.clone();
                 workers[owner]
                     .as_mut()
                     .unwrap()
@@ -126,10 +129,18 @@ fn scenario_15_datagrams_reach_the_owning_worker() {
         "handshakes did not complete"
     );
     assert!(routed.iter().all(|n| *n >= 2));
+    assert_eq!(router.len(), 4, "each connection's two CIDs");
+    assert!(!router.is_empty());
+    let n = workers.len();
     for (w, slot) in workers.iter_mut().enumerate() {
         let released = slot.take().unwrap().release(Instant::now());
         drop(released.closing);
         router.remove_owner(w);
+        assert_eq!(router.len(), 2 * (n - w - 1));
+        // The connections left still get their datagrams.
+        for (c, dgram) in last.iter_mut().enumerate().skip(w + 1) {
+            assert_eq!(router.route(dgram), CidRoute::Owner(c));
+        }
     }
     assert!(router.is_empty());
     assert!(counters.snapshot().is_idle());

@@ -435,6 +435,8 @@ pub struct ClientState {
     pub responses: BTreeMap<u64, Response>,
     uploads: BTreeMap<u64, Upload>,
     pub goaway: bool,
+    /// The ID the server's last GOAWAY carried.
+    pub goaway_id: Option<u64>,
     /// Stop reading response bodies (the client's receive windows fill up).
     pub dont_read: bool,
 }
@@ -572,6 +574,7 @@ impl Pair {
                 responses: BTreeMap::new(),
                 uploads: BTreeMap::new(),
                 goaway: false,
+                goaway_id: None,
                 dont_read: false,
             },
             net: Net::new(setup.seed ^ 0x5eed, setup.knobs),
@@ -617,6 +620,7 @@ impl Pair {
             responses: BTreeMap::new(),
             uploads: BTreeMap::new(),
             goaway: false,
+            goaway_id: None,
             dont_read: false,
         };
         self.server = None;
@@ -631,21 +635,22 @@ impl Pair {
         let mut pair = Pair::new(setup);
         let up = pair.run_until(|p| p.client_h3.is_some() && p.live().is_some_and(|c| c.is_established()));
         assert!(up, "no handshake: {}", pair.describe());
+        let conn = pair.live().unwrap();
+        assert!(
+            Arc::ptr_eq(conn.counters(), &pair.counters),
+            "the connection counts elsewhere"
+        );
+        assert!(!conn.has_events(), "events left undispatched");
         pair
     }
 
+    // The harness holds its connection through `ServerConn`'s accessors, as the worker does.
     pub fn live(&self) -> Option<&Connection> {
-        match &self.server {
-            Some(ServerConn::Live(c)) => Some(c),
-            _ => None,
-        }
+        self.server.as_ref()?.as_live()
     }
 
     pub fn live_mut(&mut self) -> Option<&mut Connection> {
-        match &mut self.server {
-            Some(ServerConn::Live(c)) => Some(c),
-            _ => None,
-        }
+        self.server.as_mut()?.as_live_mut()
     }
 
     /// Runs `f` with the live connection and the app.
@@ -828,7 +833,10 @@ impl Pair {
                         }
                         h3::Event::Finished => r.finished = true,
                         h3::Event::Reset(code) => r.reset = Some(code),
-                        h3::Event::GoAway => self.client_state.goaway = true,
+                        h3::Event::GoAway => {
+                            self.client_state.goaway = true;
+                            self.client_state.goaway_id = Some(id);
+                        }
                         h3::Event::PriorityUpdate => {}
                     }
                 }
@@ -881,7 +889,10 @@ impl Pair {
     pub fn dispatch_server_events(&mut self) -> bool {
         let mut progress = false;
         while let Some(ServerConn::Live(conn)) = &mut self.server {
-            let Some(event) = conn.poll_event() else { break };
+            if !conn.has_events() {
+                break;
+            }
+            let event = conn.poll_event().expect("has_events promised an event");
             progress = true;
             if matches!(event, Event::Dead) {
                 self.dead_seen = true;
@@ -892,7 +903,11 @@ impl Pair {
             }
             self.app.on_event(conn, event);
         }
-        if matches!(&self.server, Some(ServerConn::Closing(c)) if c.is_closed()) {
+        if self
+            .server
+            .as_ref()
+            .is_some_and(|s| matches!(s, ServerConn::Closing(_)) && s.is_closed())
+        {
             self.server = Some(ServerConn::Closed);
             progress = true;
         }
@@ -978,7 +993,7 @@ impl Pair {
         };
         let (server_real, ours) = match &self.server {
             Some(ServerConn::Live(c)) => (c.transport_timeout(now), c.own_timeout()),
-            Some(ServerConn::Closing(c)) => (c.poll_timeout(now), None),
+            Some(s @ ServerConn::Closing(_)) => (s.poll_timeout(now), None),
             _ => (None, None),
         };
         let real = [client_dl, server_real].into_iter().flatten().min();

@@ -10,3 +10,4 @@ mod random;
 mod release_order;
 mod roundtrip;
 mod scenarios;
+mod worker_view;

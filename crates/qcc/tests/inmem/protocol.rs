@@ -1,12 +1,13 @@
-//! Protocol behaviour: malformed requests, handshake timeout, stream limits.
+//! Protocol behaviour: malformed requests, handshake timeout, stream limits, GOAWAY, glitches, and
+//! how an ended connection is counted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quiche::h3;
 
 use qcc::{codes, AbortCause};
 
-use crate::harness::{pattern_vec, Pair, Setup};
+use crate::harness::{pattern_vec, Dir, Pair, Setup};
 use qcc::ServerConn;
 
 #[test]
@@ -105,7 +106,8 @@ fn a_body_longer_than_content_length_is_malformed() {
 #[test]
 fn a_handshake_that_never_completes_is_closed_by_the_handshake_timer() {
     let mut setup = Setup::default();
-    setup.limits.handshake_timeout = Duration::from_secs(2);
+    // Shorter than the idle timeout, so the handshake timer is what ends it.
+    setup.limits.handshake_timeout = Duration::from_millis(100);
     // The server may not send CONNECTION_CLOSE past its anti-amplification limit: quiche's idle timer
     // then ends the closing transport.
     setup.params.max_idle_timeout = Duration::from_millis(500);
@@ -115,6 +117,13 @@ fn a_handshake_that_never_completes_is_closed_by_the_handshake_timer() {
     pair.net.drop_to_server = true;
     assert!(pair.run_until(|p| p.dead_seen));
     assert!(pair.live().is_none());
+    let Some(ServerConn::Closing(c)) = &pair.server else {
+        panic!("not released: {}", pair.describe())
+    };
+    assert!(
+        !c.transport().is_timed_out() && c.transport().local_error().is_some(),
+        "the idle timer ended it, not the handshake timer"
+    );
     let gone = pair.run_until(|p| matches!(p.server, Some(ServerConn::Closed)));
     assert!(gone, "{}", pair.describe());
     pair.assert_idle();
@@ -297,4 +306,157 @@ fn a_request_reset_after_its_head_is_aborted_as_reset_not_ended() {
         vec![(id, AbortCause::PeerReset(codes::H3_REQUEST_CANCELLED))]
     );
     pair.shutdown_and_end();
+}
+
+/// Each ended connection is counted by who closed it and how: H3_NO_ERROR is a clean end, an
+/// application or transport error is not, whichever side closed.
+#[test]
+fn an_ended_connection_is_counted_by_who_closed_it_and_how() {
+    use qcc::CloseCause;
+    type End = fn(&mut Pair);
+    let ends: [(&str, End, CloseCause); 4] = [
+        (
+            "client H3_NO_ERROR",
+            |p| p.client.close(true, codes::H3_NO_ERROR, b"").unwrap(),
+            CloseCause::PeerNoError,
+        ),
+        (
+            "client H3_REQUEST_CANCELLED",
+            |p| p.client.close(true, codes::H3_REQUEST_CANCELLED, b"").unwrap(),
+            CloseCause::PeerError,
+        ),
+        (
+            "our GOAWAY, then close",
+            |p| p.with_server(|c, _| c.shutdown(std::time::Instant::now())),
+            CloseCause::LocalNoError,
+        ),
+        (
+            "our H3_INTERNAL_ERROR",
+            |p| p.with_server(|c, _| c.close(codes::H3_INTERNAL_ERROR, "test")),
+            CloseCause::LocalError,
+        ),
+    ];
+    for (what, end, cause) in ends {
+        let mut pair = Pair::established(Setup::default());
+        end(&mut pair);
+        assert!(pair.run_to_end(), "{what}: {}", pair.describe());
+        let closes = pair.counters.snapshot().closes;
+        let mut want = [0; CloseCause::ALL.len()];
+        want[cause as usize] = 1;
+        assert_eq!(closes, want, "{what}: counted as {closes:?}");
+        pair.assert_idle();
+    }
+}
+
+#[test]
+fn a_request_reset_before_its_response_is_a_glitch_and_after_it_is_not() {
+    let mut pair = Pair::established(Setup::default());
+    // Bodies larger than the windows, so each reset comes before the request's FIN.
+    let answered = pair.request("POST", "/echo", Some(vec![7; 4 << 20]));
+    assert!(pair.run_until(|p| p.response(answered).status == Some(200)));
+    assert!(pair.client_state.uploading(answered));
+    pair.client_reset(answered, codes::H3_REQUEST_CANCELLED);
+    assert!(pair.run_until(|p| p.live().is_some_and(|c| c.live_streams() == 0)));
+    assert_eq!(
+        pair.counters.snapshot().glitches,
+        0,
+        "a reset after the response began"
+    );
+    let unanswered = pair.request("POST", "/stall", Some(vec![7; 4 << 20]));
+    assert!(pair.run_until(|p| p.app.requests.iter().any(|(id, _)| *id == unanswered)));
+    assert!(pair.client_state.uploading(unanswered));
+    pair.client_reset(unanswered, codes::H3_REQUEST_CANCELLED);
+    assert!(pair.run_until(|p| p.live().is_some_and(|c| c.live_streams() == 0)));
+    assert_eq!(
+        pair.counters.snapshot().glitches,
+        1,
+        "a reset before any response"
+    );
+    pair.shutdown_and_end();
+}
+
+#[test]
+fn a_request_below_the_goaway_id_that_arrives_after_it_is_still_served() {
+    // RFC 9114, 5.2: the requests below a GOAWAY's ID may still be processed. Request 0's datagram is
+    // held back; request 4 arrives, and GOAWAY goes out before anything else (ID 8). Request 0, first
+    // seen after it, is served, not refused as a late one.
+    let mut pair = Pair::established(Setup::default());
+    pair.net.hold_to_server = true;
+    let early = pair.request("GET", "/bytes/10", None);
+    pair.step();
+    let early_flight = pair.net.take(Dir::ToServer);
+    assert!(!early_flight.is_empty());
+    // A long answer keeps the connection from ending (GOAWAY and no stream left) before request 0 arrives.
+    let late = pair.request("GET", "/bytes/1000000", None);
+    assert!(early < late);
+    pair.client_flight_to_server();
+    assert!(pair.app.requests.iter().any(|(id, _)| *id == late));
+    pair.with_server(|c, _| c.shutdown(Instant::now()));
+    pair.net.put_back(Dir::ToServer, early_flight);
+    pair.net.hold_to_server = false;
+    assert!(
+        pair.run_until(|p| p.response(early).finished || p.response(early).reset.is_some()),
+        "{}",
+        pair.describe()
+    );
+    assert_eq!(
+        pair.client_state.goaway_id,
+        Some(late + 4),
+        "GOAWAY names the stream after the last"
+    );
+    assert_eq!(
+        pair.response(early).status,
+        Some(200),
+        "{:?}",
+        pair.response(early)
+    );
+    assert!(pair.run_until(|p| p.response(late).finished));
+    assert!(pair.run_to_end(), "{}", pair.describe());
+    pair.assert_idle();
+}
+
+#[test]
+fn a_connection_is_closed_at_its_glitch_threshold_once_and_not_before() {
+    // Five malformed requests in one flight against a threshold of 3: the third closes the connection
+    // with H3_EXCESSIVE_LOAD, and the two behind it do not count a second close.
+    let mut setup = Setup::default();
+    setup.limits.glitches_threshold = 3;
+    let mut pair = Pair::established(setup);
+    let malformed =
+        |pair: &mut Pair| pair.request_with("GET", "/bytes/10", None, &[("transfer-encoding", "chunked")]);
+    pair.net.hold_to_server = true;
+    malformed(&mut pair);
+    malformed(&mut pair);
+    pair.net.hold_to_server = false;
+    assert!(pair.run_until(|p| p.counters.snapshot().glitches == 2));
+    assert!(
+        pair.live().is_some_and(|c| !c.is_dead()),
+        "closed before its threshold"
+    );
+    pair.net.hold_to_server = true;
+    for _ in 0..3 {
+        malformed(&mut pair);
+    }
+    pair.net.hold_to_server = false;
+    assert!(pair.run_to_end(), "{}", pair.describe());
+    assert_eq!(
+        pair.client.peer_error().map(|e| e.error_code),
+        Some(codes::H3_EXCESSIVE_LOAD)
+    );
+    assert_eq!(pair.counters.snapshot().glitch_closes, 1);
+    pair.assert_idle();
+}
+
+#[test]
+fn without_a_glitch_threshold_glitches_close_nothing() {
+    let mut setup = Setup::default();
+    setup.limits.glitches_threshold = 0;
+    let mut pair = Pair::established(setup);
+    for _ in 0..5 {
+        pair.request_with("GET", "/bytes/10", None, &[("transfer-encoding", "chunked")]);
+    }
+    assert!(pair.run_until(|p| p.counters.snapshot().glitches == 5));
+    pair.serves_another_request();
+    pair.shutdown_and_end();
+    assert_eq!(pair.counters.snapshot().glitch_closes, 0);
 }
