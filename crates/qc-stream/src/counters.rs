@@ -409,27 +409,51 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    fn filled(v: u64) -> Snapshot {
+        Snapshot {
+            connections_live: v,
+            connections_total: v,
+            closing_live: v,
+            streams_live: v,
+            streams_total: v,
+            descs_attached_live: v,
+            descs_released_live: v,
+            descs_total: v,
+            tx_budget_bytes: v,
+            tx_budget_waits: v,
+            tx_pool_waits: v,
+            tx_room_notices: v,
+            stale_wakeups: v,
+            out_of_order_releases: v,
+            handshakes_ok: v,
+            handshakes_failed: v,
+            closes: [v; CloseCause::ALL.len()],
+            packets_lost: v,
+            packets_retransmitted: v,
+            glitches: v,
+            glitch_closes: v,
+        }
+    }
+
     #[test]
-    fn snapshots_of_two_workers_add_up_field_by_field() {
-        let mut a = Snapshot {
-            connections_live: 1,
-            streams_total: 4,
-            closes: [1, 0, 2, 0, 0],
-            ..Snapshot::default()
-        };
-        let b = Snapshot {
-            connections_live: 2,
-            out_of_order_releases: 1,
-            closes: [0, 3, 1, 0, 5],
-            packets_retransmitted: 7,
-            ..Snapshot::default()
-        };
-        a += &b;
-        assert_eq!(a.connections_live, 3);
-        assert_eq!(a.streams_total, 4);
-        assert_eq!(a.out_of_order_releases, 1);
-        assert_eq!(a.closes, [1, 3, 3, 0, 5]);
-        assert_eq!(a.packets_retransmitted, 7);
-        assert!(!a.is_idle());
+    fn workers_snapshots_add_field_by_field() {
+        let mut sum = filled(3);
+        sum += &filled(2);
+        assert_eq!(sum, filled(5));
+    }
+
+    #[test]
+    fn close_causes_are_named_as_the_metrics_label_them() {
+        let names: Vec<&str> = CloseCause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "idle_timeout",
+                "peer_no_error",
+                "peer_error",
+                "local_no_error",
+                "local_error"
+            ]
+        );
     }
 }

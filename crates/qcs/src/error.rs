@@ -100,3 +100,34 @@ impl From<quiche::h3::Error> for StreamError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::codes::wire_code;
+    use quiche::h3::Error as E;
+
+    #[test]
+    fn connection_errors_close_with_the_codes_rfc_9114_names() {
+        // RFC 9114, 8.1, and RFC 9204, 6 for QPACK; what has no code of its own is an internal error.
+        let table = [
+            (E::Done, 0x100),
+            (E::BufferTooShort, 0x102),
+            (E::StreamCreationError, 0x103),
+            (E::ClosedCriticalStream, 0x104),
+            (E::FrameUnexpected, 0x105),
+            (E::FrameError, 0x106),
+            (E::ExcessiveLoad, 0x107),
+            (E::IdError, 0x108),
+            (E::SettingsError, 0x109),
+            (E::MissingSettings, 0x10a),
+            (E::RequestRejected, 0x10b),
+            (E::RequestCancelled, 0x10c),
+            (E::RequestIncomplete, 0x10d),
+            (E::MessageError, 0x10e),
+            (E::QpackDecompressionFailed, 0x200),
+        ];
+        for (error, code) in table {
+            assert_eq!(wire_code(&error), code, "{error:?}");
+        }
+    }
+}

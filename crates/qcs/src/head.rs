@@ -301,6 +301,7 @@ mod tests {
             [&BASE[..], &[("transfer-encoding", "chunked")]].concat(),
             [&BASE[..], &[("te", "gzip")]].concat(),
             [&BASE[..], &[("content-length", "1x")]].concat(),
+            [&BASE[..], &[("content-length", "+5")]].concat(),
             [&BASE[..], &[("content-length", "1"), ("content-length", "2")]].concat(),
             [&BASE[..], &[("x", "a\r\nb")]].concat(),
             [&BASE[..], &[("x", "a\x01b")]].concat(),
@@ -383,5 +384,17 @@ mod tests {
         ]);
         let names: Vec<&[u8]> = out.iter().map(|h| h.name()).collect();
         assert_eq!(names, [&b"x-sum"[..]]);
+    }
+
+    #[test]
+    fn keeps_the_regular_fields_in_order_and_a_host_that_agrees() {
+        let mut f = BASE.to_vec();
+        f.extend([("host", "a.test"), ("x-b", "2"), ("x-a", "1")]);
+        let head = req(&f).unwrap();
+        let fields: Vec<(&[u8], &[u8])> = head.headers().iter().map(|h| (h.name(), h.value())).collect();
+        assert_eq!(
+            fields,
+            [(&b"host"[..], &b"a.test"[..]), (b"x-b", b"2"), (b"x-a", b"1")]
+        );
     }
 }

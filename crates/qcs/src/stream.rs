@@ -66,7 +66,6 @@ pub struct Stream {
     trailers_out: Option<Vec<Header>>,
     fin_queued: bool,
     fin_sent: bool,
-    body_sent: u64,
 }
 
 impl Stream {
@@ -91,7 +90,6 @@ impl Stream {
             trailers_out: None,
             fin_queued: false,
             fin_sent: false,
-            body_sent: 0,
         }
     }
 
@@ -105,24 +103,9 @@ impl Stream {
         self.state
     }
 
-    /// The upper side's handle, if one was linked.
-    pub fn upper(&self) -> Option<u64> {
-        self.upper
-    }
-
     /// Links the upper side (an opaque handle the connection hands back in events).
     pub fn set_upper(&mut self, upper: u64) {
         self.upper = Some(upper);
-    }
-
-    /// Response body bytes the transport accepted so far.
-    pub fn body_sent(&self) -> u64 {
-        self.body_sent
-    }
-
-    /// Request body bytes read so far.
-    pub fn body_received(&self) -> u64 {
-        self.rx_total
     }
 
     /// Accepts the request's header section: the stream opens (or is half-closed remote at once when no
@@ -295,7 +278,6 @@ impl Stream {
             let fin = self.fin_queued && desc.queued() == 0 && self.trailers_out.is_none();
             match h3.send_body_zc(conn, self.id, &mut buf, fin) {
                 Ok(n) => {
-                    self.body_sent += n as u64;
                     if n < len {
                         // `buf` now holds the part the transport did not take.
                         desc.push_front(buf);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use quiche::h3;
 
-use qcc::{codes, AbortCause};
+use qcc::{codes, AbortCause, Limits};
 
 use crate::harness::{pattern_vec, Dir, Pair, Setup};
 use qcc::ServerConn;
@@ -459,4 +459,36 @@ fn without_a_glitch_threshold_glitches_close_nothing() {
     pair.serves_another_request();
     pair.shutdown_and_end();
     assert_eq!(pair.counters.snapshot().glitch_closes, 0);
+}
+
+#[test]
+fn each_request_head_has_its_own_http_request_timer() {
+    // Two heads left incomplete, the second opened 6 s after the first: at the first's 10 s the first is
+    // refused, the second waits for its own.
+    let mut pair = Pair::established(Setup::default());
+    let timeout = Limits::default().http_request_timeout;
+    assert_eq!(timeout, Duration::from_secs(10));
+    // A HEADERS frame whose length promises more than arrives.
+    let partial = [0x01, 0x40, 0x80, 0x00];
+    pair.client.stream_send(0, &partial, false).unwrap();
+    assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() == vec![0])));
+    let first_deadline = pair.live().unwrap().own_timeout().unwrap();
+    assert!(
+        first_deadline > pair.clock.now(),
+        "the http-request timer is already due"
+    );
+    let later = pair.clock.now() + Duration::from_secs(6);
+    pair.clock.jump_to(later);
+    pair.client.stream_send(4, &partial, false).unwrap();
+    assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() == vec![0, 4])));
+    assert!(pair.run_until(|p| p.live().is_some_and(|c| c.opening_streams() != vec![0, 4])));
+    assert_eq!(
+        pair.live().unwrap().opening_streams(),
+        vec![4],
+        "the second head's timer fired with the first's"
+    );
+    assert!(pair.clock.now() >= first_deadline);
+    pair.release_server();
+    assert!(pair.run_to_end());
+    pair.assert_idle();
 }
