@@ -122,6 +122,14 @@ mod tests {
     }
 
     #[test]
+    fn every_digit_of_the_status_is_written() {
+        for status in [100, 204, 307, 418, 451, 599, 999] {
+            let head = ResponseHead::new(status);
+            assert_eq!(sent(&head)[0], (":status".to_string(), status.to_string()));
+        }
+    }
+
+    #[test]
     fn status_first_names_lower_case_and_nothing_http3_forbids() {
         let mut head = ResponseHead::new(204).with_header("Content-Type", "text/plain");
         for forbidden in [
