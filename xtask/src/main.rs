@@ -30,7 +30,7 @@ commands:
           qproxy, HAProxy (QUIC) and Caddy side by side: req/s, latency, MB/s, CPU and RSS; target/bench
   fuzz [--seconds N] [--target T]
           the cargo-fuzz targets in fuzz/ on nightly, N seconds each (default 60); cargo test runs a slice
-  mutants [--scope qc-stream|qcs|qcc|worker] [--shard K/N] [--re REGEX] [--file PATH] [--list]
+  mutants [--scope qc-stream|qcs|qcc|worker] [--shard K/N] [--re REGEX] [--exclude-re REGEX] [--file PATH] [--list] [--iterate]
           cargo-mutants over the layers and the worker's release, in place; the report is per scope
   fleet   two qproxy instances behind a stateless nftables QUIC-LB balancer in network namespaces (root)
   ci      what CI runs: deps, cargo fmt --check, clippy -D warnings, integration --fast, fleet, the test suite";
